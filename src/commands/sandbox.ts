@@ -82,6 +82,40 @@ export function defineSandbox(program: Command): void {
       }),
     );
 
+  sb.command('seed')
+    .description('Create the fixture schema on every shard of a topology and fill it, each row on the shard that owns it')
+    .requiredOption('--topology <file>', 'topology whose shards receive the data')
+    .option('--rows <n>', 'approximate total rows over all tables (0: schema only, e.g. for targets)', '100000')
+    .option('--seed <n>', 'PRNG seed; the same seed gives the same data', '1')
+    .option('--schema <file>', 'schema SQL', 'fixtures/shop/schema.sql')
+    .option('--replace', 'drop and recreate fixture tables that already exist')
+    .option('--json', 'JSON output')
+    .action(
+      action(async (opts: { topology: string; rows: string; seed: string; schema: string; replace?: boolean; json?: boolean }) => {
+        const rows = Number(opts.rows);
+        const seedN = Number(opts.seed);
+        if (!Number.isInteger(rows) || rows < 0) throw new UsageError('E_USAGE', `--rows must be a whole number >= 0, got '${opts.rows}'`);
+        if (!Number.isInteger(seedN) || seedN < 0) throw new UsageError('E_USAGE', `--seed must be a whole number >= 0, got '${opts.seed}'`);
+        const { loadTopology } = await import('../topology/load.js');
+        const { seed, readSchemaFile } = await import('../sandbox/seed.js');
+        const topology = loadTopology(opts.topology);
+        const result = await seed({
+          topology,
+          rows,
+          seed: seedN,
+          schemaSql: readSchemaFile(opts.schema),
+          replace: opts.replace === true,
+          onProgress: (e) => note(`seeded ${e.table}: ${e.rows} rows`),
+        });
+        if (opts.json) outJson({ ok: true, ...result });
+        else {
+          out(table(['shard', 'rows'], Object.entries(result.perShard).map(([s, n]) => [s, n])));
+          out(`${result.rows} rows in ${result.seconds.toFixed(1)} s (${Math.round(result.rows / Math.max(result.seconds, 0.001))} rows/s)`);
+        }
+        return 0;
+      }),
+    );
+
   sb.command('env')
     .description('Print shell exports with the DSNs of the sandbox instances (no secrets: root has no password on loopback)')
     .option('--dir <dir>', 'state directory')
