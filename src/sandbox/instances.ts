@@ -25,6 +25,7 @@ export interface InstanceSpec {
 export interface InstanceInfo extends InstanceSpec {
   datadir: string;
   socket: string;
+  tmpdir: string;
   pidFile: string;
   errorLog: string;
 }
@@ -51,7 +52,12 @@ interface ServerBinary {
 
 /** Find mariadbd or mysqld on PATH or in /usr/sbin, with a clear error when neither exists. */
 export function findServerBinary(): ServerBinary {
-  const dirs = [...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/sbin', '/usr/local/sbin', '/usr/local/mysql/bin'];
+  const dirs = [
+    ...(process.env.PATH ?? '').split(':').filter(Boolean),
+    '/usr/sbin',
+    '/usr/local/sbin',
+    '/usr/local/mysql/bin',
+  ];
   for (const name of ['mariadbd', 'mysqld']) {
     for (const d of dirs) {
       const p = join(d, name);
@@ -74,9 +80,13 @@ export function findServerBinary(): ServerBinary {
       return { path: p, flavor, ...(installDb ? { installDb } : {}) };
     }
   }
-  throw new PreconditionError('E_NO_SERVER_BINARY', 'neither mariadbd nor mysqld was found on PATH or in /usr/sbin', {
-    hint: 'install MariaDB: `sudo apt-get install -y mariadb-server` (Debian/Ubuntu) or `brew install mariadb` (macOS)',
-  });
+  throw new PreconditionError(
+    'E_NO_SERVER_BINARY',
+    'neither mariadbd nor mysqld was found on PATH or in /usr/sbin',
+    {
+      hint: 'install MariaDB: `sudo apt-get install -y mariadb-server` (Debian/Ubuntu) or `brew install mariadb` (macOS)',
+    },
+  );
 }
 
 function isRoot(): boolean {
@@ -92,6 +102,8 @@ function serverArgs(bin: ServerBinary, inst: InstanceInfo): string[] {
     `--socket=${inst.socket}`,
     `--pid-file=${inst.pidFile}`,
     `--log-error=${inst.errorLog}`,
+    // Each instance gets its own tmpdir: instances sharing /tmp collide on temp-table file names.
+    `--tmpdir=${inst.tmpdir}`,
     `--server-id=${inst.serverId}`,
     `--log-bin=${join(inst.datadir, 'binlog')}`,
     '--binlog-format=ROW',
@@ -119,6 +131,7 @@ function serverArgs(bin: ServerBinary, inst: InstanceInfo): string[] {
 
 function initDatadir(bin: ServerBinary, inst: InstanceInfo): void {
   mkdirSync(inst.datadir, { recursive: true });
+  mkdirSync(inst.tmpdir, { recursive: true });
   let r: ReturnType<typeof spawnSync>;
   if (bin.flavor === 'mariadb') {
     if (!bin.installDb) {
@@ -131,6 +144,7 @@ function initDatadir(bin: ServerBinary, inst: InstanceInfo): void {
       [
         '--no-defaults',
         `--datadir=${inst.datadir}`,
+        `--tmpdir=${inst.tmpdir}`,
         '--auth-root-authentication-method=normal',
         '--skip-test-db',
         ...(isRoot() ? ['--user=root'] : []),
@@ -138,14 +152,28 @@ function initDatadir(bin: ServerBinary, inst: InstanceInfo): void {
       { encoding: 'utf8' },
     );
   } else {
-    r = spawnSync(bin.path, ['--no-defaults', '--initialize-insecure', `--datadir=${inst.datadir}`, ...(isRoot() ? ['--user=root'] : [])], {
-      encoding: 'utf8',
-    });
+    r = spawnSync(
+      bin.path,
+      [
+        '--no-defaults',
+        '--initialize-insecure',
+        `--datadir=${inst.datadir}`,
+        `--tmpdir=${inst.tmpdir}`,
+        ...(isRoot() ? ['--user=root'] : []),
+      ],
+      {
+        encoding: 'utf8',
+      },
+    );
   }
   if (r.status !== 0) {
-    throw new PreconditionError('E_SANDBOX_INIT', `initializing ${inst.name}'s datadir ${inst.datadir} failed`, {
-      hint: `see the output below and ${inst.errorLog}\n${String(r.stderr ?? '').slice(-2000)}`,
-    });
+    throw new PreconditionError(
+      'E_SANDBOX_INIT',
+      `initializing ${inst.name}'s datadir ${inst.datadir} failed`,
+      {
+        hint: `see the output below and ${inst.errorLog}\n${String(r.stderr ?? '').slice(-2000)}`,
+      },
+    );
   }
 }
 
@@ -197,25 +225,37 @@ async function waitReady(inst: InstanceInfo, timeoutMs: number): Promise<void> {
   try {
     tail = readFileSync(inst.errorLog, 'utf8').split('\n').slice(-15).join('\n');
   } catch {}
-  throw new PreconditionError('E_SANDBOX_START', `sandbox instance ${inst.name} did not start on port ${inst.port} within ${timeoutMs} ms`, {
-    hint: `is the port already in use? error log ${inst.errorLog}:\n${tail}`,
-  });
+  throw new PreconditionError(
+    'E_SANDBOX_START',
+    `sandbox instance ${inst.name} did not start on port ${inst.port} within ${timeoutMs} ms`,
+    {
+      hint: `is the port already in use? error log ${inst.errorLog}:\n${tail}`,
+    },
+  );
 }
 
 export async function startInstance(bin: ServerBinary, inst: InstanceInfo): Promise<void> {
   if (runningPid(inst) !== undefined) return;
   if (await portOpen(inst.port)) {
-    throw new PreconditionError('E_PORT_IN_USE', `port ${inst.port} for sandbox instance ${inst.name} is already in use by another process`, {
-      hint: 'stop that process or choose other ports with --base-port',
-    });
+    throw new PreconditionError(
+      'E_PORT_IN_USE',
+      `port ${inst.port} for sandbox instance ${inst.name} is already in use by another process`,
+      {
+        hint: 'stop that process or choose other ports with --base-port',
+      },
+    );
   }
   if (!existsSync(join(inst.datadir, 'mysql'))) initDatadir(bin, inst);
+  mkdirSync(inst.tmpdir, { recursive: true });
   const child = spawn(bin.path, serverArgs(bin, inst), { detached: true, stdio: 'ignore' });
   child.unref();
   await waitReady(inst, 60_000);
 }
 
-export async function stopInstance(inst: InstanceInfo, opts: { signal?: NodeJS.Signals; timeoutMs?: number } = {}): Promise<boolean> {
+export async function stopInstance(
+  inst: InstanceInfo,
+  opts: { signal?: NodeJS.Signals; timeoutMs?: number } = {},
+): Promise<boolean> {
   const pid = runningPid(inst);
   if (pid === undefined) return false;
   process.kill(pid, opts.signal ?? 'SIGTERM');
@@ -228,9 +268,13 @@ export async function stopInstance(inst: InstanceInfo, opts: { signal?: NodeJS.S
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new PreconditionError('E_SANDBOX_STOP', `sandbox instance ${inst.name} (pid ${pid}) did not stop in time`, {
-    hint: `check ${inst.errorLog}; kill -9 ${pid} if it is hung`,
-  });
+  throw new PreconditionError(
+    'E_SANDBOX_STOP',
+    `sandbox instance ${inst.name} (pid ${pid}) did not stop in time`,
+    {
+      hint: `check ${inst.errorLog}; kill -9 ${pid} if it is hung`,
+    },
+  );
 }
 
 export function instanceInfo(dir: string, spec: InstanceSpec): InstanceInfo {
@@ -239,6 +283,7 @@ export function instanceInfo(dir: string, spec: InstanceSpec): InstanceInfo {
     ...spec,
     datadir: join(base, 'data'),
     socket: join(base, 'mysqld.sock'),
+    tmpdir: join(base, 'tmp'),
     pidFile: join(base, 'mysqld.pid'),
     errorLog: join(base, 'error.log'),
   };
@@ -251,7 +296,9 @@ export function readManifest(dir: string): SandboxManifest | undefined {
   if (!existsSync(p)) return undefined;
   const m = JSON.parse(readFileSync(p, 'utf8')) as SandboxManifest;
   if (m.version !== 1) {
-    throw new UsageError('E_SANDBOX_MANIFEST', `${p} was written by another reshard version`, { hint: `run \`reshard sandbox down --purge\`` });
+    throw new UsageError('E_SANDBOX_MANIFEST', `${p} was written by another reshard version`, {
+      hint: `run \`reshard sandbox down --purge\``,
+    });
   }
   return m;
 }
@@ -270,7 +317,15 @@ export async function sandboxUp(opts: UpOptions): Promise<SandboxManifest> {
   const existing = readManifest(opts.dir);
   let instances: InstanceInfo[];
   if (existing && !opts.names) {
-    instances = existing.instances;
+    // Recompute paths from the stable parts, so a manifest from an older layout still works.
+    instances = existing.instances.map((i) =>
+      instanceInfo(opts.dir, {
+        name: i.name,
+        port: i.port,
+        serverId: i.serverId,
+        ...(i.extraArgs ? { extraArgs: i.extraArgs } : {}),
+      }),
+    );
   } else {
     const names = opts.names ?? DEFAULT_NAMES;
     const base = opts.basePort ?? DEFAULT_BASE_PORT;
@@ -286,7 +341,13 @@ export async function sandboxUp(opts: UpOptions): Promise<SandboxManifest> {
   }
   const manifest: SandboxManifest = { version: 1, flavor: bin.flavor, binary: bin.path, instances };
   writeFileSync(join(opts.dir, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
-  await Promise.all(instances.map((inst) => startInstance(bin, inst)));
+  const results = await Promise.allSettled(instances.map((inst) => startInstance(bin, inst)));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) {
+    // Leave nothing half-up: stop whatever this call managed to start, then report the failure.
+    await Promise.allSettled(instances.map((inst) => stopInstance(inst)));
+    throw failed.reason;
+  }
   return manifest;
 }
 

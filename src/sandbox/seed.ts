@@ -79,7 +79,9 @@ const WORDS = ['alpha', 'ß-straße', 'café', 'naïve', '東京', 'Zürich', '�
 
 /** Escape for LOAD DATA's default format (fields by \t, lines by \n, escape \\). */
 function esc(s: string): string {
-  return s.replace(/[\\\t\n\r\0]/g, (c) => (c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\0'));
+  return s.replace(/[\\\t\n\r\0]/g, (c) =>
+    c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\0',
+  );
 }
 
 function pad(n: number, w: number): string {
@@ -103,7 +105,14 @@ type Gen = (row: number, rnd: () => number) => string | Buffer | null;
 
 function intRange(c: Column): [bigint, bigint] {
   const unsigned = /unsigned/i.test(c.columnType);
-  const bits: Record<string, number> = { tinyint: 8, smallint: 16, mediumint: 24, int: 32, integer: 32, bigint: 64 };
+  const bits: Record<string, number> = {
+    tinyint: 8,
+    smallint: 16,
+    mediumint: 24,
+    int: 32,
+    integer: 32,
+    bigint: 64,
+  };
   const b = bits[c.dataType] ?? 32;
   return unsigned ? [0n, (1n << BigInt(b)) - 1n] : [-(1n << BigInt(b - 1)), (1n << BigInt(b - 1)) - 1n];
 }
@@ -134,7 +143,10 @@ function generatorFor(c: Column, role: 'pk1' | 'pk' | 'shardKey' | 'plain', keyD
     const small = role === 'pk' ? 1000n : span;
     return withNull((_r, rnd) => {
       if (rnd() < 0.02) return String(rnd() < 0.5 ? lo : hi);
-      const v = lo < 0n && role !== 'pk' ? BigInt(Math.floor((rnd() - 0.5) * 2_000_000)) : lo + (BigInt(Math.floor(rnd() * 1e9)) % (small + 1n));
+      const v =
+        lo < 0n && role !== 'pk'
+          ? BigInt(Math.floor((rnd() - 0.5) * 2_000_000))
+          : lo + (BigInt(Math.floor(rnd() * 1e9)) % (small + 1n));
       return String(v < lo ? lo : v > hi ? hi : v);
     });
   }
@@ -150,7 +162,11 @@ function generatorFor(c: Column, role: 'pk1' | 'pk' | 'shardKey' | 'plain', keyD
     });
   }
   if (t === 'float' || t === 'double') return withNull((_r, rnd) => String(Math.round(rnd() * 1e6) / 100));
-  if (t === 'date') return withNull((_r, rnd) => `20${pad(20 + Math.floor(rnd() * 6), 2)}-${pad(1 + Math.floor(rnd() * 12), 2)}-${pad(1 + Math.floor(rnd() * 28), 2)}`);
+  if (t === 'date')
+    return withNull(
+      (_r, rnd) =>
+        `20${pad(20 + Math.floor(rnd() * 6), 2)}-${pad(1 + Math.floor(rnd() * 12), 2)}-${pad(1 + Math.floor(rnd() * 28), 2)}`,
+    );
   if (t === 'datetime' || t === 'timestamp') {
     const fsp = c.fsp ?? 0;
     return withNull((_r, rnd) => {
@@ -158,7 +174,8 @@ function generatorFor(c: Column, role: 'pk1' | 'pk' | 'shardKey' | 'plain', keyD
       return fsp > 0 ? `${d}.${pad(Math.floor(rnd() * 10 ** fsp), fsp)}` : d;
     });
   }
-  if (t === 'time') return withNull((_r, rnd) => `${pad(Math.floor(rnd() * 24), 2)}:${pad(Math.floor(rnd() * 60), 2)}:00`);
+  if (t === 'time')
+    return withNull((_r, rnd) => `${pad(Math.floor(rnd() * 24), 2)}:${pad(Math.floor(rnd() * 60), 2)}:00`);
   if (t === 'year') return withNull((_r, rnd) => String(2000 + Math.floor(rnd() * 30)));
   if (t === 'enum') {
     const vals = enumValues(c.columnType);
@@ -177,7 +194,14 @@ function generatorFor(c: Column, role: 'pk1' | 'pk' | 'shardKey' | 'plain', keyD
       return v.toString();
     });
   }
-  if (t === 'json') return withNull((row, rnd) => JSON.stringify({ n: row, score: Math.floor(rnd() * 1000), tag: WORDS[Math.floor(rnd() * WORDS.length)] }));
+  if (t === 'json')
+    return withNull((row, rnd) =>
+      JSON.stringify({
+        n: row,
+        score: Math.floor(rnd() * 1000),
+        tag: WORDS[Math.floor(rnd() * WORDS.length)],
+      }),
+    );
   if (isBin) {
     const fixed = t === 'binary' ? (c.charMax ?? 1) : 0;
     return withNull((_r, rnd) => {
@@ -253,7 +277,8 @@ function splitStatements(sql: string): string[] {
 
 function keyOf(c: Column, text: string | Buffer): ShardKey {
   if (Buffer.isBuffer(text)) return text;
-  if (['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint'].includes(c.dataType)) return BigInt(text);
+  if (['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint'].includes(c.dataType))
+    return BigInt(text);
   return text;
 }
 
@@ -262,12 +287,19 @@ async function prepareShard(shard: Shard, opts: SeedOptions, conn: Connection): 
   await conn.query(`CREATE DATABASE IF NOT EXISTS ${q(db)} CHARACTER SET utf8mb4`);
   await conn.query(`USE ${q(db)}`);
   for (const t of opts.topology.tables) {
-    const [rows] = await conn.query('SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?', [db, t.name]);
+    const [rows] = await conn.query(
+      'SELECT COUNT(*) AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?',
+      [db, t.name],
+    );
     const exists = Number((rows as { n: unknown }[])[0]?.n) > 0;
     if (exists && !opts.replace) {
-      throw new PreconditionError('E_SEED_EXISTS', `table ${db}.${t.name} already exists on shard ${shard.name} (${describeEndpoint(shard.endpoint)})`, {
-        hint: 'pass --replace to drop and recreate the fixture tables (this deletes their data)',
-      });
+      throw new PreconditionError(
+        'E_SEED_EXISTS',
+        `table ${db}.${t.name} already exists on shard ${shard.name} (${describeEndpoint(shard.endpoint)})`,
+        {
+          hint: 'pass --replace to drop and recreate the fixture tables (this deletes their data)',
+        },
+      );
     }
     if (exists) await conn.query(`DROP TABLE ${q(t.name)}`);
   }
@@ -321,17 +353,25 @@ async function loadTable(
   conns: Map<string, Connection>,
 ): Promise<Record<string, number>> {
   if (cols.length === 0) {
-    throw new UsageError('E_SEED_TABLE', `table ${t.name} is listed in ${opts.topology.file} but the schema file does not create it`, {
-      hint: 'add it to the schema SQL or remove it from the topology',
-    });
+    throw new UsageError(
+      'E_SEED_TABLE',
+      `table ${t.name} is listed in ${opts.topology.file} but the schema file does not create it`,
+      {
+        hint: 'add it to the schema SQL or remove it from the topology',
+      },
+    );
   }
   const loadCols = cols.filter((c) => !c.isGenerated);
   const pk = loadCols.filter((c) => c.pkPos !== null).sort((a, b) => (a.pkPos ?? 0) - (b.pkPos ?? 0));
   const keyIdx = loadCols.findIndex((c) => c.name === t.shardKey);
   if (keyIdx < 0) {
-    throw new UsageError('E_SEED_TABLE', `table ${t.name} has no column ${t.shardKey} (its shardKey in ${opts.topology.file})`, {
-      hint: 'fix shardKey in the topology',
-    });
+    throw new UsageError(
+      'E_SEED_TABLE',
+      `table ${t.name} has no column ${t.shardKey} (its shardKey in ${opts.topology.file})`,
+      {
+        hint: 'fix shardKey in the topology',
+      },
+    );
   }
   const gens = loadCols.map((c) => {
     const role = c === pk[0] ? 'pk1' : c.name === t.shardKey ? 'shardKey' : c.pkPos !== null ? 'pk' : 'plain';
@@ -348,7 +388,11 @@ async function loadTable(
   const viaVar = (c: Column) => c.dataType === 'bit' || BINARY_TYPES.has(c.dataType);
   const vars = loadCols.map((c, i) => (viaVar(c) ? `@v${i}` : q(c.name)));
   const sets = loadCols.flatMap((c, i) =>
-    c.dataType === 'bit' ? [`${q(c.name)} = CAST(@v${i} AS UNSIGNED)`] : BINARY_TYPES.has(c.dataType) ? [`${q(c.name)} = UNHEX(@v${i})`] : [],
+    c.dataType === 'bit'
+      ? [`${q(c.name)} = CAST(@v${i} AS UNSIGNED)`]
+      : BINARY_TYPES.has(c.dataType)
+        ? [`${q(c.name)} = UNHEX(@v${i})`]
+        : [],
   );
   const sql = `LOAD DATA LOCAL INFILE 'reshard-seed' INTO TABLE ${q(t.name)} CHARACTER SET utf8mb4 (${vars.join(', ')})${sets.length ? ` SET ${sets.join(', ')}` : ''}`;
   const loads = shardNames.map((s) => {
@@ -378,7 +422,10 @@ async function loadTable(
       if (i === keyIdx) key = v === null ? undefined : keyOf(loadCols[i]!, v);
       fields[i] = v === null ? '\\N' : Buffer.isBuffer(v) ? v.toString('hex') : esc(v);
     }
-    if (key === undefined) throw new UsageError('E_SEED_TABLE', `shard key ${t.name}.${t.shardKey} generated NULL`, { hint: 'make the shard key NOT NULL' });
+    if (key === undefined)
+      throw new UsageError('E_SEED_TABLE', `shard key ${t.name}.${t.shardKey} generated NULL`, {
+        hint: 'make the shard key NOT NULL',
+      });
     const owner = router.ownerOf(key);
     pending.get(owner)!.push(`${fields.join('\t')}\n`);
     counts[owner] = (counts[owner] ?? 0) + 1;
@@ -396,9 +443,13 @@ async function loadTable(
       // Warnings mean truncated or converted values: the fixture would not be what we generated.
       const [w] = await conns.get(shardNames[i]!)!.query('SHOW WARNINGS LIMIT 3');
       const first = (w as { Message: string }[]).map((x) => x.Message).join('; ');
-      throw new PreconditionError('E_SEED_WARNINGS', `loading ${t.name} produced ${info.warningStatus} warnings (values changed by the server): ${first}`, {
-        hint: 'this is a defect in the seed generator for this column type; please report the table definition',
-      });
+      throw new PreconditionError(
+        'E_SEED_WARNINGS',
+        `loading ${t.name} produced ${info.warningStatus} warnings (values changed by the server): ${first}`,
+        {
+          hint: 'this is a defect in the seed generator for this column type; please report the table definition',
+        },
+      );
     }
   }
   return counts;
@@ -410,6 +461,9 @@ export function readSchemaFile(path: string): string {
   try {
     return readFileSync(path, 'utf8');
   } catch (e) {
-    throw new UsageError('E_SEED_SCHEMA', `cannot read schema file ${path}`, { hint: 'pass --schema <file.sql>', cause: e });
+    throw new UsageError('E_SEED_SCHEMA', `cannot read schema file ${path}`, {
+      hint: 'pass --schema <file.sql>',
+      cause: e,
+    });
   }
 }
