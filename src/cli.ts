@@ -4,9 +4,9 @@
  * and small commands start fast.
  */
 import { Command, CommanderError } from 'commander';
+import { registerCommands } from './commands/index.js';
 import { ExitCode } from './errors.js';
 import { reportError } from './output.js';
-import { registerCommands } from './commands/index.js';
 import { VERSION } from './version.js';
 
 export async function main(argv: string[]): Promise<number> {

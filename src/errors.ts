@@ -113,11 +113,17 @@ export interface ValidationIssue {
 export class ValidationError extends UsageError {
   readonly issues: ValidationIssue[];
   constructor(code: string, file: string, issues: ValidationIssue[]) {
-    const lines = issues.map((i) => `  ${i.file}: ${i.path || '(root)'}: ${i.message}${i.hint ? `\n      fix: ${i.hint}` : ''}`);
-    super(code, `${file} is invalid (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n${lines.join('\n')}`, {
-      where: file,
-      data: { issues },
-    });
+    const lines = issues.map(
+      (i) => `  ${i.file}: ${i.path || '(root)'}: ${i.message}${i.hint ? `\n      fix: ${i.hint}` : ''}`,
+    );
+    super(
+      code,
+      `${file} is invalid (${issues.length} problem${issues.length === 1 ? '' : 's'}):\n${lines.join('\n')}`,
+      {
+        where: file,
+        data: { issues },
+      },
+    );
     this.name = 'ValidationError';
     this.issues = issues;
   }

@@ -3,8 +3,8 @@
  * Every string that leaves the process through these helpers passes through `redact`, which
  * removes secret values registered at resolution time and masks passwords inside DSNs.
  */
-import { pino, type Logger } from 'pino';
-import { ReshardError, asReshardError } from './errors.js';
+import { type Logger, pino } from 'pino';
+import { asReshardError, ReshardError } from './errors.js';
 
 const secrets = new Set<string>();
 

@@ -14,9 +14,9 @@ export function action<A extends unknown[]>(
 ): (...args: A) => Promise<void> {
   return async (...args: A) => {
     // commander passes (...positionals, options, command); --json may sit on either.
-    const opts = args.find((a) => a !== null && typeof a === 'object' && !Array.isArray(a) && 'json' in (a as object)) as
-      | GlobalOptions
-      | undefined;
+    const opts = args.find(
+      (a) => a !== null && typeof a === 'object' && !Array.isArray(a) && 'json' in (a as object),
+    ) as GlobalOptions | undefined;
     try {
       const code = await fn(...args);
       process.exitCode = code ?? ExitCode.ok;

@@ -46,7 +46,9 @@ export function resolveSecret(ref: SecretRef, where: string): string {
 
 /** A printable endpoint that never includes credentials. */
 export function describeEndpoint(ep: ShardEndpoint): string {
-  return ep.socket ? `${ep.user}@unix:${ep.socket}/${ep.database}` : `${ep.user}@${ep.host}:${ep.port}/${ep.database}`;
+  return ep.socket
+    ? `${ep.user}@unix:${ep.socket}/${ep.database}`
+    : `${ep.user}@${ep.host}:${ep.port}/${ep.database}`;
 }
 
 export const exactTypeCast: NonNullable<ConnectionOptions['typeCast']> = (field, next) => {
@@ -76,7 +78,11 @@ export function connectionOptions(ep: ShardEndpoint, where: string, withDatabase
       try {
         return readFileSync(p, 'utf8');
       } catch (e) {
-        throw new UsageError('E_TLS_FILE', `${where}.tls.${what}: cannot read ${p}`, { where, hint: 'check the path', cause: e });
+        throw new UsageError('E_TLS_FILE', `${where}.tls.${what}: cannot read ${p}`, {
+          where,
+          hint: 'check the path',
+          cause: e,
+        });
       }
     };
     const ca = read(ep.tls.ca, 'ca');
@@ -93,7 +99,9 @@ export function connectionOptions(ep: ShardEndpoint, where: string, withDatabase
 }
 
 async function initSession(conn: Connection): Promise<void> {
-  await conn.query("SET SESSION time_zone = '+00:00', SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')");
+  await conn.query(
+    "SET SESSION time_zone = '+00:00', SESSION sql_mode = CONCAT(@@sql_mode, ',NO_AUTO_VALUE_ON_ZERO')",
+  );
 }
 
 function connectError(e: unknown, label: string, ep: ShardEndpoint): PreconditionError {
@@ -107,21 +115,33 @@ function connectError(e: unknown, label: string, ep: ShardEndpoint): Preconditio
     });
   }
   if (err.code === 'ER_BAD_DB_ERROR' || err.errno === 1049) {
-    return new PreconditionError('E_NO_DATABASE', `${label}: database '${ep.database}' does not exist on ${target}`, {
-      where: label,
-      hint: 'create it, or fix `database` in the topology',
-      cause: e,
-    });
+    return new PreconditionError(
+      'E_NO_DATABASE',
+      `${label}: database '${ep.database}' does not exist on ${target}`,
+      {
+        where: label,
+        hint: 'create it, or fix `database` in the topology',
+        cause: e,
+      },
+    );
   }
-  return new PreconditionError('E_CONNECT', `${label}: cannot connect to ${target}: ${err.code ?? err.message ?? String(e)}`, {
-    where: label,
-    hint: 'check that the server is running and reachable from here, and the host/port/socket in the topology',
-    cause: e,
-  });
+  return new PreconditionError(
+    'E_CONNECT',
+    `${label}: cannot connect to ${target}: ${err.code ?? err.message ?? String(e)}`,
+    {
+      where: label,
+      hint: 'check that the server is running and reachable from here, and the host/port/socket in the topology',
+      cause: e,
+    },
+  );
 }
 
 /** Open one connection to an endpoint, with exact-value options and a UTC session. */
-export async function connect(ep: ShardEndpoint, label: string, opts: { withDatabase?: boolean } = {}): Promise<Connection> {
+export async function connect(
+  ep: ShardEndpoint,
+  label: string,
+  opts: { withDatabase?: boolean } = {},
+): Promise<Connection> {
   const options = connectionOptions(ep, label, opts.withDatabase ?? true);
   let conn: Connection;
   try {
@@ -139,7 +159,11 @@ export function connectShard(shard: Shard): Promise<Connection> {
 
 /** A pool whose every connection gets the same exact-value session setup. */
 export function createPool(ep: ShardEndpoint, label: string, size: number): Pool {
-  const options: PoolOptions = { ...connectionOptions(ep, label), connectionLimit: size, waitForConnections: true };
+  const options: PoolOptions = {
+    ...connectionOptions(ep, label),
+    connectionLimit: size,
+    waitForConnections: true,
+  };
   const pool = mysql.createPool(options);
   pool.on('connection', (c) => {
     // Callback-style connection inside the pool: run the same session setup.
@@ -159,16 +183,24 @@ export function parseControlDsn(dsn: string): ShardEndpoint {
   try {
     url = new URL(dsn);
   } catch {
-    throw new UsageError('E_CONTROL_DSN', `control DSN is not a valid URL`, { hint: 'use mysql://user@host:port/reshard_control' });
+    throw new UsageError('E_CONTROL_DSN', `control DSN is not a valid URL`, {
+      hint: 'use mysql://user@host:port/reshard_control',
+    });
   }
   if (!/^(mysql|mariadb):$/.test(url.protocol)) {
-    throw new UsageError('E_CONTROL_DSN', `control DSN scheme must be mysql:// or mariadb://`, { hint: 'use mysql://user@host:port/reshard_control' });
+    throw new UsageError('E_CONTROL_DSN', `control DSN scheme must be mysql:// or mariadb://`, {
+      hint: 'use mysql://user@host:port/reshard_control',
+    });
   }
   if (url.password) {
     registerSecret(decodeURIComponent(url.password));
-    throw new UsageError('E_CONTROL_DSN', 'control DSN contains a password, which would be visible in the process list', {
-      hint: 'remove it and set RESHARD_CONTROL_PASSWORD, or add ?password-file=/path/to/file',
-    });
+    throw new UsageError(
+      'E_CONTROL_DSN',
+      'control DSN contains a password, which would be visible in the process list',
+      {
+        hint: 'remove it and set RESHARD_CONTROL_PASSWORD, or add ?password-file=/path/to/file',
+      },
+    );
   }
   const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || 'reshard_control';
   const passwordFile = url.searchParams.get('password-file');

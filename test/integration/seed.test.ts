@@ -47,7 +47,9 @@ describe('sandbox seed', () => {
           [i, i],
         );
         expect(Number((bad as { n: string }[])[0]!.n)).toBe(0);
-        const [cnt] = await c.query('SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM orders) AS n');
+        const [cnt] = await c.query(
+          'SELECT (SELECT COUNT(*) FROM users) + (SELECT COUNT(*) FROM orders) AS n',
+        );
         const n = Number((cnt as { n: string }[])[0]!.n);
         expect(n).toBeGreaterThan(0);
         total += n;
@@ -80,7 +82,9 @@ describe('sandbox seed', () => {
       }),
       'seed.yaml',
     );
-    await expect(seed({ topology: topo, rows: 10, seed: 1, schemaSql: SCHEMA, replace: false })).rejects.toMatchObject({
+    await expect(
+      seed({ topology: topo, rows: 10, seed: 1, schemaSql: SCHEMA, replace: false }),
+    ).rejects.toMatchObject({
       code: 'E_SEED_EXISTS',
       message: expect.stringContaining(`${db}.users`),
     });

@@ -41,7 +41,11 @@ export function uniqueDb(prefix: string): string {
 }
 
 /** Create `db` on each named server; returns a function that drops them all. */
-export async function createDatabases(names: SandboxName[], db: string, schemaSql?: string): Promise<() => Promise<void>> {
+export async function createDatabases(
+  names: SandboxName[],
+  db: string,
+  schemaSql?: string,
+): Promise<() => Promise<void>> {
   for (const n of names) {
     const c = await rootConn(n);
     try {
@@ -75,13 +79,17 @@ export function topologyYaml(opts: {
 }): string {
   const lines = ['version: 1', 'shards:'];
   for (const s of opts.shards) {
-    lines.push(`  - { name: ${s.name}, host: 127.0.0.1, port: ${port(s.server)}, database: ${JSON.stringify(s.database)}, user: root }`);
+    lines.push(
+      `  - { name: ${s.name}, host: 127.0.0.1, port: ${port(s.server)}, database: ${JSON.stringify(s.database)}, user: root }`,
+    );
   }
   lines.push('tables:');
-  for (const t of opts.tables) lines.push(`  - { name: ${JSON.stringify(t.name)}, shardKey: ${JSON.stringify(t.shardKey)} }`);
+  for (const t of opts.tables)
+    lines.push(`  - { name: ${JSON.stringify(t.name)}, shardKey: ${JSON.stringify(t.shardKey)} }`);
   if (opts.groups) {
     lines.push('groups:');
-    for (const g of opts.groups) lines.push(`  - { name: ${g.name}, tables: [${g.tables.map((t) => JSON.stringify(t)).join(', ')}] }`);
+    for (const g of opts.groups)
+      lines.push(`  - { name: ${g.name}, tables: [${g.tables.map((t) => JSON.stringify(t)).join(', ')}] }`);
   }
   lines.push(`scheme: ${opts.scheme}`);
   return `${lines.join('\n')}\n`;

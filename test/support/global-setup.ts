@@ -6,7 +6,7 @@
  * RESHARD_TEST_SANDBOX_DIR reuses a sandbox across runs while developing (it is then left up).
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync, statSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,7 +54,10 @@ export default async function setup(project: TestProject) {
   const existing = reuse ? readManifest(dir) : undefined;
   const basePort = existing?.instances[0]?.port ?? (await findBasePort(NAMES.length));
   const manifest = await sandboxUp({ dir, names: [...NAMES], basePort });
-  const ports = Object.fromEntries(manifest.instances.map((i) => [i.name, i.port])) as Record<(typeof NAMES)[number], number>;
+  const ports = Object.fromEntries(manifest.instances.map((i) => [i.name, i.port])) as Record<
+    (typeof NAMES)[number],
+    number
+  >;
   project.provide('sandbox', { dir, ports });
   return async () => {
     if (reuse) return;
