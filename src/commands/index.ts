@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { defineInit } from './init.js';
+import { definePreflight } from './preflight.js';
 import { defineSandbox } from './sandbox.js';
 import { defineValidate } from './validate.js';
 
@@ -6,4 +8,6 @@ import { defineValidate } from './validate.js';
 export function registerCommands(program: Command): void {
   defineValidate(program);
   defineSandbox(program);
+  definePreflight(program);
+  defineInit(program);
 }

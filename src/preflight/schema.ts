@@ -1,0 +1,446 @@
+/**
+ * Table definitions as reshard needs them: ordered columns with canonical types, and the primary
+ * key. Read from information_schema (never by parsing SHOW CREATE TABLE), canonicalized so that
+ * the same table reads the same on MySQL and MariaDB, and compared column by column.
+ *
+ * Canonicalization removes only differences that cannot change a stored or returned value:
+ *   - integer and YEAR display widths (`int(11)` on MariaDB/MySQL 5.7, `int` on MySQL 8.0.19+);
+ *   - letter case of type names and attributes (never of ENUM/SET members);
+ *   - the `utf8` alias of `utf8mb3` in charset and collation names;
+ *   - how defaults are spelled (`'a'` on MariaDB vs `a` on MySQL, `current_timestamp()` vs
+ *     `CURRENT_TIMESTAMP`, "no default" vs DEFAULT NULL on a nullable column);
+ *   - MySQL's DEFAULT_GENERATED marker, and spacing, backquotes, charset introducers and outer
+ *     parentheses in generation expressions.
+ * Everything else — signedness, lengths, precision, charset, collation, nullability, defaults,
+ * generated expressions, AUTO_INCREMENT, INVISIBLE, primary key columns and prefixes — counts.
+ * (MariaDB's JSON is LONGTEXT and MySQL's is a binary type that rewrites documents: a real
+ * difference, kept.)
+ *
+ * Lifecycle: readTableDefinition (I/O) → diffTableDefinitions (pure) → columnSql for the fix.
+ */
+import type { Connection } from 'mysql2/promise';
+import { q, qcols, qt } from '../db/quote.js';
+import { PreconditionError } from '../errors.js';
+
+export type ColumnDefault =
+  | { kind: 'none' }
+  | { kind: 'null' }
+  | { kind: 'literal'; value: string }
+  | { kind: 'expression'; sql: string };
+
+export interface ColumnDefinition {
+  name: string;
+  /** 1-based position. */
+  position: number;
+  /** Canonical full type: `int unsigned`, `varchar(64)`, `decimal(19,4)`, `enum('a','B')`. */
+  type: string;
+  /** Lowercase base type: `int`, `varchar`, `decimal`, `enum`. */
+  dataType: string;
+  nullable: boolean;
+  default: ColumnDefault;
+  charset: string | null;
+  collation: string | null;
+  generated: { expression: string; stored: boolean } | null;
+  autoIncrement: boolean;
+  /** Canonical ON UPDATE expression, e.g. `current_timestamp(6)`. */
+  onUpdate: string | null;
+  invisible: boolean;
+}
+
+export interface IndexDefinition {
+  name: string;
+  unique: boolean;
+  columns: { name: string; prefix: number | null }[];
+}
+
+export interface TableDefinition {
+  database: string;
+  table: string;
+  /** `BASE TABLE`, `VIEW`, … */
+  tableType: string;
+  engine: string | null;
+  columns: ColumnDefinition[];
+  /** Primary key column names in key order; empty when the table has none. */
+  primaryKey: string[];
+  /** Prefix length per primary key column (null = whole column), parallel to primaryKey. */
+  primaryKeyPrefixes: (number | null)[];
+  /** Unique indexes other than PRIMARY (candidates for a primary key). */
+  uniqueKeys: IndexDefinition[];
+}
+
+const INTEGER_TYPES = new Set(['tinyint', 'smallint', 'mediumint', 'int', 'integer', 'bigint']);
+const STRING_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext']);
+const BINARY_TYPES = new Set(['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob']);
+
+export function isIntegerType(c: Pick<ColumnDefinition, 'dataType'>): boolean {
+  return INTEGER_TYPES.has(c.dataType);
+}
+export function isStringType(c: Pick<ColumnDefinition, 'dataType'>): boolean {
+  return STRING_TYPES.has(c.dataType);
+}
+export function isBinaryType(c: Pick<ColumnDefinition, 'dataType'>): boolean {
+  return BINARY_TYPES.has(c.dataType);
+}
+
+/** `utf8` is `utf8mb3` under another name (MySQL 8.0.30+ and MariaDB 10.6+ print the latter). */
+export function canonicalCharset(name: string | null): string | null {
+  if (name === null) return null;
+  const n = name.toLowerCase();
+  return n === 'utf8' || n.startsWith('utf8_') ? n.replace(/^utf8/, 'utf8mb3') : n;
+}
+
+/** Canonical COLUMN_TYPE: lowercase keywords, no integer/YEAR display width, ENUM/SET members untouched. */
+export function canonicalType(columnType: string): string {
+  const m = /^\s*([A-Za-z]+)\s*(\((?:[^()'"]|'(?:[^']|'')*'|"(?:[^"]|"")*")*\))?\s*(.*)$/s.exec(columnType);
+  if (!m) return columnType.trim().toLowerCase();
+  let base = m[1]!.toLowerCase();
+  if (base === 'integer') base = 'int';
+  let args = m[2] ?? '';
+  const attrs = (m[3] ?? '').trim().toLowerCase().replace(/\s+/g, ' ');
+  if (INTEGER_TYPES.has(base) || base === 'year') args = '';
+  else if (base !== 'enum' && base !== 'set') args = args.replace(/\s+/g, '');
+  return `${base}${args}${attrs ? ` ${attrs}` : ''}`;
+}
+
+/** Lowercase and drop the empty parentheses MariaDB prints: `current_timestamp()` → `current_timestamp`. */
+function canonicalExpressionDefault(sql: string): string {
+  const s = sql.trim().toLowerCase();
+  const ts =
+    /^(current_timestamp|now|localtime|localtimestamp)\s*\(\s*(\d*)\s*\)$|^(current_timestamp|localtime|localtimestamp)$/.exec(
+      s,
+    );
+  if (ts) {
+    const p = ts[2];
+    return p && p !== '0' ? `current_timestamp(${p})` : 'current_timestamp';
+  }
+  return s;
+}
+
+const NUMERIC_LITERAL = /^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$/i;
+const BIT_OR_HEX_LITERAL = /^(b'[01]*'|x'[0-9a-f]*'|0x[0-9a-f]+)$/i;
+const TIMESTAMP_EXPR = /^(current_timestamp|now|localtime|localtimestamp)(\s*\(\s*\d*\s*\))?$/i;
+
+/**
+ * Interpret COLUMN_DEFAULT, whose spelling differs: MariaDB 10.2.7+ quotes string literals and
+ * writes NULL as the text `NULL`; MySQL leaves literals unquoted and marks expressions with
+ * DEFAULT_GENERATED in EXTRA (CURRENT_TIMESTAMP on 5.7 has no marker).
+ */
+export function canonicalDefault(
+  raw: string | null,
+  nullable: boolean,
+  extra: string,
+  flavor: 'mysql' | 'mariadb',
+  generated: boolean,
+): ColumnDefault {
+  if (generated) return { kind: 'none' };
+  if (flavor === 'mariadb') {
+    if (raw === null) return nullable ? { kind: 'null' } : { kind: 'none' };
+    if (raw === 'NULL') return { kind: 'null' };
+    if (raw.startsWith("'") && raw.endsWith("'") && raw.length >= 2)
+      return { kind: 'literal', value: raw.slice(1, -1).replace(/''/g, "'").replace(/\\\\/g, '\\') };
+    if (NUMERIC_LITERAL.test(raw) || BIT_OR_HEX_LITERAL.test(raw)) return { kind: 'literal', value: raw };
+    return { kind: 'expression', sql: canonicalExpressionDefault(raw) };
+  }
+  if (raw === null) return nullable ? { kind: 'null' } : { kind: 'none' };
+  if (/DEFAULT_GENERATED/i.test(extra) || TIMESTAMP_EXPR.test(raw))
+    return { kind: 'expression', sql: canonicalExpressionDefault(raw) };
+  return { kind: 'literal', value: raw };
+}
+
+/**
+ * Generation expressions as the two flavors print them differ in spacing, backquotes, charset
+ * introducers (`_utf8mb4'x'`) and outer parentheses; string literals are kept byte for byte.
+ */
+export function canonicalGenerationExpression(expr: string): string {
+  let out = '';
+  for (let i = 0; i < expr.length; ) {
+    const c = expr[i]!;
+    if (c === "'" || c === '"') {
+      let j = i + 1;
+      while (j < expr.length) {
+        if (expr[j] === '\\') j += 2;
+        else if (expr[j] === c && expr[j + 1] === c) j += 2;
+        else if (expr[j] === c) break;
+        else j++;
+      }
+      out = out.replace(/_[a-z0-9]+$/, ''); // charset introducer right before the literal
+      out += `'${expr
+        .slice(i + 1, j)
+        .replace(/\\'/g, "''")
+        .replace(/""/g, '"')}'`;
+      i = j + 1;
+    } else if (c === '`' || /\s/.test(c)) {
+      i++;
+    } else {
+      out += c.toLowerCase();
+      i++;
+    }
+  }
+  const wrapped = (s: string) => {
+    if (!s.startsWith('(') || !s.endsWith(')')) return false;
+    let depth = 0;
+    for (let i = 0; i < s.length; i++) {
+      if (s[i] === '(') depth++;
+      else if (s[i] === ')') depth--;
+      if (depth === 0 && i < s.length - 1) return false;
+    }
+    return true;
+  };
+  while (wrapped(out)) out = out.slice(1, -1);
+  return out;
+}
+
+interface ColumnRow {
+  name: string;
+  position: string | number;
+  dflt: string | null;
+  nullable: string;
+  dataType: string;
+  columnType: string;
+  charset: string | null;
+  collation: string | null;
+  extra: string | null;
+  genExpr: string | null;
+}
+
+/** Build a ColumnDefinition from one information_schema.COLUMNS row (exported for reuse and tests). */
+export function columnFromInformationSchema(r: ColumnRow, flavor: 'mysql' | 'mariadb'): ColumnDefinition {
+  const extra = r.extra ?? '';
+  const genKind = /\b(VIRTUAL|STORED|PERSISTENT)\s+GENERATED\b/i.exec(extra)?.[1]?.toUpperCase();
+  const generated =
+    genKind !== undefined && r.genExpr !== null
+      ? { expression: canonicalGenerationExpression(r.genExpr), stored: genKind !== 'VIRTUAL' }
+      : null;
+  const nullable = r.nullable === 'YES';
+  const onUpdate = /\bon update\s+([a-z_]+(?:\s*\(\s*\d*\s*\))?)/i.exec(extra)?.[1];
+  return {
+    name: r.name,
+    position: Number(r.position),
+    type: canonicalType(r.columnType),
+    dataType: r.dataType.toLowerCase(),
+    nullable,
+    default: canonicalDefault(r.dflt, nullable, extra, flavor, generated !== null),
+    charset: canonicalCharset(r.charset),
+    collation: canonicalCharset(r.collation),
+    generated,
+    autoIncrement: /\bauto_increment\b/i.test(extra),
+    onUpdate: onUpdate ? canonicalExpressionDefault(onUpdate) : null,
+    invisible: /\bINVISIBLE\b/i.test(extra),
+  };
+}
+
+async function detectFlavor(conn: Connection): Promise<'mysql' | 'mariadb'> {
+  const [rows] = await conn.query('SELECT VERSION() AS v');
+  return /mariadb/i.test(String((rows as { v: string }[])[0]?.v ?? '')) ? 'mariadb' : 'mysql';
+}
+
+/**
+ * Read a table's definition from information_schema; undefined when no such table exists.
+ * `flavor` may be passed when known, saving one round trip.
+ */
+export async function readTableDefinition(
+  conn: Connection,
+  database: string,
+  table: string,
+  opts: { flavor?: 'mysql' | 'mariadb' } = {},
+): Promise<TableDefinition | undefined> {
+  const flavor = opts.flavor ?? (await detectFlavor(conn));
+  const [tables] = await conn.query(
+    'SELECT TABLE_NAME AS name, TABLE_TYPE AS tableType, ENGINE AS engine FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?',
+    [database, table],
+  );
+  const trows = tables as { name: string; tableType: string; engine: string | null }[];
+  const t = trows.find((r) => r.name === table) ?? trows[0];
+  if (!t) return undefined;
+  const [cols] = await conn.query(
+    `SELECT COLUMN_NAME AS name, ORDINAL_POSITION AS position, COLUMN_DEFAULT AS dflt, IS_NULLABLE AS nullable,
+            DATA_TYPE AS dataType, COLUMN_TYPE AS columnType, CHARACTER_SET_NAME AS charset, COLLATION_NAME AS collation,
+            EXTRA AS extra, GENERATION_EXPRESSION AS genExpr
+       FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
+    [database, t.name],
+  );
+  const [stats] = await conn.query(
+    `SELECT INDEX_NAME AS indexName, NON_UNIQUE AS nonUnique, SEQ_IN_INDEX AS seq, COLUMN_NAME AS col, SUB_PART AS subPart
+       FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX`,
+    [database, t.name],
+  );
+  const indexes = new Map<string, IndexDefinition>();
+  for (const s of stats as {
+    indexName: string;
+    nonUnique: string | number;
+    seq: string | number;
+    col: string | null;
+    subPart: string | number | null;
+  }[]) {
+    if (s.col === null) continue; // functional key part (MySQL 8): not a column
+    let idx = indexes.get(s.indexName);
+    if (!idx) {
+      idx = { name: s.indexName, unique: Number(s.nonUnique) === 0, columns: [] };
+      indexes.set(s.indexName, idx);
+    }
+    idx.columns.push({ name: s.col, prefix: s.subPart === null ? null : Number(s.subPart) });
+  }
+  const pk = indexes.get('PRIMARY');
+  return {
+    database,
+    table: t.name,
+    tableType: t.tableType,
+    engine: t.engine,
+    columns: (cols as ColumnRow[]).map((r) => columnFromInformationSchema(r, flavor)),
+    primaryKey: pk ? pk.columns.map((c) => c.name) : [],
+    primaryKeyPrefixes: pk ? pk.columns.map((c) => c.prefix) : [],
+    uniqueKeys: [...indexes.values()].filter((i) => i.unique && i.name !== 'PRIMARY'),
+  };
+}
+
+/** readTableDefinition for callers that cannot continue without the table (copy, verify). */
+export async function requireTableDefinition(
+  conn: Connection,
+  database: string,
+  table: string,
+  where: string,
+  opts: { flavor?: 'mysql' | 'mariadb' } = {},
+): Promise<TableDefinition> {
+  const def = await readTableDefinition(conn, database, table, opts);
+  if (!def) {
+    throw new PreconditionError('E_TABLE_MISSING', `${where}: table ${qt(database, table)} does not exist`, {
+      where,
+      hint: 'create it with the same definition as on the other shards (SHOW CREATE TABLE there), or fix `tables` in the topology',
+    });
+  }
+  return def;
+}
+
+function sqlString(s: string): string {
+  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+}
+
+function defaultSql(c: ColumnDefinition): string | undefined {
+  const d = c.default;
+  switch (d.kind) {
+    case 'none':
+      return undefined;
+    case 'null':
+      return 'NULL';
+    case 'expression':
+      return /^current_timestamp/.test(d.sql) ? d.sql.toUpperCase() : `(${d.sql})`;
+    case 'literal':
+      return (INTEGER_TYPES.has(c.dataType) || /^(decimal|float|double|bit)$/.test(c.dataType)) &&
+        (NUMERIC_LITERAL.test(d.value) || BIT_OR_HEX_LITERAL.test(d.value))
+        ? d.value
+        : sqlString(d.value);
+  }
+}
+
+/**
+ * The column's definition as SQL (what follows the name in CREATE/ALTER TABLE). Also the
+ * canonical text two columns are compared by.
+ */
+export function columnSql(c: ColumnDefinition): string {
+  const parts = [c.type];
+  if (c.charset !== null && c.collation !== null)
+    parts.push(`CHARACTER SET ${c.charset} COLLATE ${c.collation}`);
+  if (c.generated) {
+    parts.push(`AS (${c.generated.expression}) ${c.generated.stored ? 'STORED' : 'VIRTUAL'}`);
+    if (!c.nullable) parts.push('NOT NULL');
+  } else {
+    parts.push(c.nullable ? 'NULL' : 'NOT NULL');
+    const d = defaultSql(c);
+    if (d !== undefined) parts.push(`DEFAULT ${d}`);
+  }
+  if (c.onUpdate) parts.push(`ON UPDATE ${c.onUpdate.toUpperCase()}`);
+  if (c.autoIncrement) parts.push('AUTO_INCREMENT');
+  if (c.invisible) parts.push('INVISIBLE');
+  return parts.join(' ');
+}
+
+export function primaryKeySql(def: TableDefinition): string {
+  return def.primaryKey
+    .map((name, i) => {
+      const p = def.primaryKeyPrefixes[i];
+      return p === null || p === undefined ? q(name) : `${q(name)}(${p})`;
+    })
+    .join(', ');
+}
+
+export type SchemaDifference =
+  | { kind: 'column-missing'; column: string; expected: string; after: string | null }
+  | { kind: 'column-extra'; column: string; actual: string }
+  | { kind: 'column-definition'; column: string; expected: string; actual: string }
+  | { kind: 'column-order'; column: string; expected: string; actual: string; after: string | null }
+  | { kind: 'primary-key'; expected: string; actual: string };
+
+/**
+ * Differences of `actual` from `expected`, most specific first. Pure: the same inputs always
+ * give the same list, in column order of `expected`.
+ */
+export function diffTableDefinitions(expected: TableDefinition, actual: TableDefinition): SchemaDifference[] {
+  const out: SchemaDifference[] = [];
+  const actualByName = new Map(actual.columns.map((c) => [c.name, c]));
+  const expectedNames = new Set(expected.columns.map((c) => c.name));
+  expected.columns.forEach((c, i) => {
+    const a = actualByName.get(c.name);
+    const after = i === 0 ? null : expected.columns[i - 1]!.name;
+    if (!a) out.push({ kind: 'column-missing', column: c.name, expected: columnSql(c), after });
+    else if (columnSql(a) !== columnSql(c))
+      out.push({ kind: 'column-definition', column: c.name, expected: columnSql(c), actual: columnSql(a) });
+  });
+  for (const a of actual.columns)
+    if (!expectedNames.has(a.name)) out.push({ kind: 'column-extra', column: a.name, actual: columnSql(a) });
+  // Order of the columns both have: reshard copies by name, but INSERT … SELECT * style tools,
+  // binlog row images (by position) and humans assume one order.
+  const common = expected.columns.filter((c) => actualByName.has(c.name)).map((c) => c.name);
+  const actualCommon = actual.columns.filter((c) => expectedNames.has(c.name)).map((c) => c.name);
+  if (common.join('\u0000') !== actualCommon.join('\u0000')) {
+    const idx = common.findIndex((n, i) => actualCommon[i] !== n);
+    const column = common[idx]!;
+    const pos = expected.columns.findIndex((c) => c.name === column);
+    out.push({
+      kind: 'column-order',
+      column,
+      expected: common.map(q).join(', '),
+      actual: actualCommon.map(q).join(', '),
+      after: pos <= 0 ? null : expected.columns[pos - 1]!.name,
+    });
+  }
+  const pkE = primaryKeySql(expected);
+  const pkA = primaryKeySql(actual);
+  if (pkE !== pkA)
+    out.push({
+      kind: 'primary-key',
+      expected: pkE ? `PRIMARY KEY (${pkE})` : 'no primary key',
+      actual: pkA ? `PRIMARY KEY (${pkA})` : 'no primary key',
+    });
+  return out;
+}
+
+/** The ALTER TABLE that makes `actual` match `expected` for one difference. */
+export function alterFor(diff: SchemaDifference, expected: TableDefinition, database: string): string {
+  const t = qt(database, expected.table);
+  const col = (name: string) => expected.columns.find((c) => c.name === name);
+  const place = (after: string | null) => (after === null ? ' FIRST' : ` AFTER ${q(after)}`);
+  switch (diff.kind) {
+    case 'column-missing':
+      return `ALTER TABLE ${t} ADD COLUMN ${q(diff.column)} ${diff.expected}${place(diff.after)};`;
+    case 'column-extra':
+      return `ALTER TABLE ${t} DROP COLUMN ${q(diff.column)};`;
+    case 'column-definition':
+      return `ALTER TABLE ${t} MODIFY COLUMN ${q(diff.column)} ${diff.expected};`;
+    case 'column-order': {
+      const c = col(diff.column);
+      return `ALTER TABLE ${t} MODIFY COLUMN ${q(diff.column)} ${c ? columnSql(c) : '…'}${place(diff.after)};`;
+    }
+    case 'primary-key':
+      if (expected.primaryKey.length === 0) return `ALTER TABLE ${t} DROP PRIMARY KEY;`;
+      return diff.actual === 'no primary key'
+        ? `ALTER TABLE ${t} ADD PRIMARY KEY (${primaryKeySql(expected)});`
+        : `ALTER TABLE ${t} DROP PRIMARY KEY, ADD PRIMARY KEY (${primaryKeySql(expected)});`;
+  }
+}
+
+/** Suggest `ADD PRIMARY KEY` columns: a unique index on NOT NULL columns, if one exists. */
+export function primaryKeyCandidate(def: TableDefinition): string | undefined {
+  const notNull = new Set(def.columns.filter((c) => !c.nullable).map((c) => c.name));
+  const uk = def.uniqueKeys.find((k) => k.columns.every((c) => notNull.has(c.name) && c.prefix === null));
+  return uk ? qcols(uk.columns.map((c) => c.name)) : undefined;
+}
