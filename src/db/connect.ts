@@ -51,23 +51,27 @@ export function describeEndpoint(ep: ShardEndpoint): string {
     : `${ep.user}@${ep.host}:${ep.port}/${ep.database}`;
 }
 
-export const exactTypeCast: NonNullable<ConnectionOptions['typeCast']> = (field, next) => {
-  if (field.type === 'JSON') return field.string('utf8');
-  return next();
-};
+/**
+ * Driver options that keep every value exact (shared by all connections, the tailer's too).
+ * jsonStrings: JSON arrives as its text — MySQL's JSON type and MariaDB's (LONGTEXT flagged as
+ * JSON in extended metadata) alike — instead of being parsed, which would round big numbers.
+ */
+export const EXACT_VALUE_OPTIONS = {
+  supportBigNumbers: true,
+  bigNumberStrings: true,
+  dateStrings: true,
+  decimalNumbers: false,
+  jsonStrings: true,
+  charset: 'utf8mb4_bin',
+  timezone: 'Z',
+} as const satisfies ConnectionOptions;
 
 export function connectionOptions(ep: ShardEndpoint, where: string, withDatabase = true): ConnectionOptions {
   const opts: ConnectionOptions = {
     user: ep.user,
     ...(withDatabase && ep.database ? { database: ep.database } : {}),
     ...(ep.socket ? { socketPath: ep.socket } : { host: ep.host, port: ep.port }),
-    charset: 'utf8mb4_bin',
-    supportBigNumbers: true,
-    bigNumberStrings: true,
-    dateStrings: true,
-    decimalNumbers: false,
-    typeCast: exactTypeCast,
-    timezone: 'Z',
+    ...EXACT_VALUE_OPTIONS,
     multipleStatements: false,
     connectTimeout: 10_000,
   };

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import mysql, { type Connection } from 'mysql2/promise';
 import { inject } from 'vitest';
-import { exactTypeCast } from '../../src/db/connect.js';
+import { EXACT_VALUE_OPTIONS } from '../../src/db/connect.js';
 
 export type SandboxName = 'ctl' | 's0' | 's1' | 't0' | 't1' | 't2';
 
@@ -24,11 +24,7 @@ export async function rootConn(name: SandboxName, database?: string): Promise<Co
     port: port(name),
     user: 'root',
     ...(database ? { database } : {}),
-    charset: 'utf8mb4_bin',
-    supportBigNumbers: true,
-    bigNumberStrings: true,
-    dateStrings: true,
-    typeCast: exactTypeCast,
+    ...EXACT_VALUE_OPTIONS,
     multipleStatements: true,
   });
   await c.query("SET SESSION time_zone = '+00:00'");

@@ -1,0 +1,393 @@
+/**
+ * The applier: writes row changes to one target shard. Copy and tail both go through it, so the
+ * convergence argument in README.md holds for every row either of them writes.
+ *
+ * Lifecycle: open(target) → ensureMeta() once → apply(ops, position?)* → close().
+ *
+ * Semantics of one `apply` call: all its operations and the optional source position commit in
+ * one target transaction (or none do); operations keep their order per row.
+ *   upsert(row from source S): if the target has no row with that primary key, or its row is
+ *       owned by S under the source-side routing, the row is written (full image); otherwise the
+ *       row is *parked* for (primary key, S) — another source currently holds that primary key.
+ *   delete(row from source S): if the target row with that primary key is owned by S it is
+ *       deleted, and a row parked for that primary key by another source (if any) takes its
+ *       place; otherwise only S's parked row (if any) is removed.
+ * When the shard key is part of the primary key, no primary key can live on two sources, so the
+ * applier skips the ownership check (fast path: plain upsert / delete by primary key).
+ */
+import type { Connection, RowDataPacket } from 'mysql2/promise';
+import { q, qt } from '../db/quote.js';
+import { classifyError, withRetry } from '../db/retry.js';
+import { PreconditionError } from '../errors.js';
+import { routeKeyOf, type TableMeta } from './table.js';
+import { decodeImage, encodeImage, type Row, sqlParam, tupleHash, type Value } from './values.js';
+
+export interface RowOp {
+  kind: 'upsert' | 'delete';
+  table: TableMeta;
+  /** Source-side shard whose binlog (or copy) produced the change. */
+  source: string;
+  /** Full after-image (upsert) or before-image (delete), in `table.columns` order. */
+  row: Row;
+}
+
+/** Where a source's stream is, committed with the data it describes. */
+export interface ApplyPosition {
+  source: string;
+  file: string;
+  pos: number;
+  gtid?: string | undefined;
+}
+
+export interface ApplyStats {
+  written: number;
+  deleted: number;
+  parked: number;
+  promoted: number;
+}
+
+export interface ApplierOptions {
+  jobId: number;
+  /** Target shard name (for messages and the positions table). */
+  target: string;
+  /** Database on the target server that holds reshard's own tables (parked rows, positions). */
+  metaDb: string;
+  /** Owner of a shard-key value under the source-side routing (the `from` side going forward). */
+  sourceOwnerOf: (table: TableMeta, key: Value) => string;
+  /** Opens a fresh connection to the target (used at start and after a lost connection). */
+  connect: () => Promise<Connection>;
+  signal?: AbortSignal;
+  /** Total attempts for one transaction (deadlocks, lost connections). */
+  attempts?: number;
+}
+
+export const META_VERSION = 1;
+
+/** reshard's own tables on a target server; created on first use, refused if newer. */
+export async function ensureMeta(conn: Connection, metaDb: string): Promise<void> {
+  const db = q(metaDb);
+  await conn.query(`CREATE DATABASE IF NOT EXISTS ${db} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin`);
+  await conn.query(
+    `CREATE TABLE IF NOT EXISTS ${db}.meta_version (id TINYINT NOT NULL PRIMARY KEY, version INT NOT NULL) ENGINE=InnoDB`,
+  );
+  await conn.query(`INSERT IGNORE INTO ${db}.meta_version (id, version) VALUES (1, ?)`, [META_VERSION]);
+  const [rows] = await conn.query<RowDataPacket[]>(`SELECT version FROM ${db}.meta_version WHERE id = 1`);
+  const v = Number(rows[0]?.version);
+  if (v > META_VERSION) {
+    throw new PreconditionError(
+      'E_META_TOO_NEW',
+      `${metaDb} on this target was written by a newer reshard (meta version ${v})`,
+      {
+        hint: `use that reshard version, or drop database ${metaDb} if no job uses it`,
+      },
+    );
+  }
+  // Rows that arrived for a primary key another source currently holds (see the header comment).
+  await conn.query(`CREATE TABLE IF NOT EXISTS ${db}.parked_rows (
+    job_id BIGINT UNSIGNED NOT NULL,
+    db VARCHAR(64) NOT NULL,
+    tbl VARCHAR(64) NOT NULL,
+    pk_hash BINARY(32) NOT NULL,
+    source VARCHAR(191) NOT NULL,
+    image LONGTEXT NOT NULL,
+    parked_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+    PRIMARY KEY (job_id, db, tbl, pk_hash, source)
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`);
+  // Last source position applied on this target, written in the same transaction as the rows.
+  await conn.query(`CREATE TABLE IF NOT EXISTS ${db}.apply_positions (
+    job_id BIGINT UNSIGNED NOT NULL,
+    source VARCHAR(191) NOT NULL,
+    binlog_file VARCHAR(255) NOT NULL,
+    binlog_pos BIGINT UNSIGNED NOT NULL,
+    gtid LONGTEXT NULL,
+    updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
+    PRIMARY KEY (job_id, source)
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`);
+}
+
+/** Split ops into runs of one kind on one table with distinct primary keys (order preserved). */
+function* runs(ops: RowOp[]): Generator<RowOp[]> {
+  let run: RowOp[] = [];
+  let seen = new Set<string>();
+  for (const op of ops) {
+    const k = tupleHash(op.table.pk.map((i) => op.row[i] ?? null)).toString('latin1');
+    const head = run[0];
+    if (
+      head &&
+      (head.kind !== op.kind ||
+        head.table !== op.table ||
+        head.source !== op.source ||
+        seen.has(k) ||
+        run.length >= 1000)
+    ) {
+      yield run;
+      run = [];
+      seen = new Set();
+    }
+    run.push(op);
+    seen.add(k);
+  }
+  if (run.length) yield run;
+}
+
+const STRICT_MODE = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'";
+
+export class TargetApplier {
+  private conn: Connection | undefined;
+  private readonly meta: string;
+
+  constructor(private readonly opts: ApplierOptions) {
+    this.meta = q(opts.metaDb);
+  }
+
+  private async connection(): Promise<Connection> {
+    if (!this.conn) {
+      const c = await this.opts.connect();
+      // Exact copies: strict mode turns any value the target cannot hold into an error instead
+      // of a silent truncation; NO_AUTO_VALUE_ON_ZERO keeps an explicit 0 in an AUTO_INCREMENT.
+      await c.query(STRICT_MODE);
+      this.conn = c;
+    }
+    return this.conn;
+  }
+
+  private async reconnect(): Promise<void> {
+    const old = this.conn;
+    this.conn = undefined;
+    old?.destroy();
+    await this.connection();
+  }
+
+  async open(): Promise<void> {
+    await ensureMeta(await this.connection(), this.opts.metaDb);
+  }
+
+  async close(): Promise<void> {
+    const c = this.conn;
+    this.conn = undefined;
+    await c?.end().catch(() => c.destroy());
+  }
+
+  /** Last position of `source` committed on this target, or undefined before the first. */
+  async appliedPosition(source: string): Promise<ApplyPosition | undefined> {
+    const conn = await this.connection();
+    const [rows] = await conn.query<RowDataPacket[]>(
+      `SELECT binlog_file AS file, binlog_pos AS pos, gtid FROM ${this.meta}.apply_positions WHERE job_id = ? AND source = ?`,
+      [this.opts.jobId, source],
+    );
+    const r = rows[0];
+    return r
+      ? {
+          source,
+          file: String(r.file),
+          pos: Number(r.pos),
+          gtid: r.gtid === null ? undefined : String(r.gtid),
+        }
+      : undefined;
+  }
+
+  /** Apply `ops` (and record `position`) in one transaction; retried as a whole on conflicts. */
+  async apply(ops: RowOp[], position?: ApplyPosition): Promise<ApplyStats> {
+    return withRetry(
+      async () => {
+        const conn = await this.connection();
+        const stats: ApplyStats = { written: 0, deleted: 0, parked: 0, promoted: 0 };
+        await conn.query('START TRANSACTION');
+        try {
+          for (const run of runs(ops)) {
+            if (run[0]!.kind === 'upsert') await this.upsertRun(conn, run, stats);
+            else await this.deleteRun(conn, run, stats);
+          }
+          if (position) {
+            await conn.query(
+              `INSERT INTO ${this.meta}.apply_positions (job_id, source, binlog_file, binlog_pos, gtid) VALUES (?, ?, ?, ?, ?)
+               ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos), gtid = VALUES(gtid)`,
+              [this.opts.jobId, position.source, position.file, position.pos, position.gtid ?? null],
+            );
+          }
+          await conn.query('COMMIT');
+          return stats;
+        } catch (err) {
+          if (classifyError(err) !== 'reconnect') await conn.query('ROLLBACK').catch(() => undefined);
+          throw err;
+        }
+      },
+      {
+        label: `applying to target ${this.opts.target}`,
+        attempts: this.opts.attempts ?? 12,
+        ...(this.opts.signal ? { signal: this.opts.signal } : {}),
+        onReconnect: () => this.reconnect(),
+      },
+    );
+  }
+
+  private async writeRows(conn: Connection, t: TableMeta, rows: Row[]): Promise<void> {
+    if (rows.length === 0) return;
+    const tuple = `(${t.columns.map(() => '?').join(', ')})`;
+    const updates = t.columns.map((c) => `${q(c)} = VALUES(${q(c)})`).join(', ');
+    const params: unknown[] = [];
+    for (const r of rows) for (const v of r) params.push(sqlParam(v));
+    await conn.query(
+      `INSERT INTO ${t.sql.table} (${t.sql.columns}) VALUES ${rows.map(() => tuple).join(', ')} ON DUPLICATE KEY UPDATE ${updates}`,
+      params,
+    );
+  }
+
+  private pkWhere(t: TableMeta, rows: Row[], alias = ''): { sql: string; params: unknown[] } {
+    const cols = t.pk.map((i) => `${alias}${q(t.columns[i]!)}`);
+    const params: unknown[] = [];
+    for (const r of rows) for (const i of t.pk) params.push(sqlParam(r[i] ?? null));
+    if (cols.length === 1) return { sql: `${cols[0]} IN (${rows.map(() => '?').join(', ')})`, params };
+    const tuple = `(${cols.map(() => '?').join(', ')})`;
+    return { sql: `(${cols.join(', ')}) IN (${rows.map(() => tuple).join(', ')})`, params };
+  }
+
+  /**
+   * For each row, the target's current row with the same primary key (compared with the
+   * column's own collation), locked: returns index → { key value, primary-key values }.
+   */
+  private async existing(conn: Connection, t: TableMeta, rows: Row[]): Promise<Map<number, Row>> {
+    const pkCols = t.pk.map((i) => t.columns[i]!);
+    const params: unknown[] = [];
+    const selects = rows.map((r, idx) => {
+      params.push(idx);
+      for (const i of t.pk) params.push(sqlParam(r[i] ?? null));
+      return `SELECT ? AS _i, ${pkCols.map((c, j) => `? AS ${q(`_k${j}`)}`).join(', ')}`;
+    });
+    const on = pkCols.map((c, j) => `t.${q(c)} = v.${q(`_k${j}`)}`).join(' AND ');
+    const [res] = await conn.query<RowDataPacket[]>({
+      sql: `SELECT v._i AS _i, t.${q(t.columns[t.shardKey]!)} AS _key, ${pkCols.map((c) => `t.${q(c)}`).join(', ')}
+              FROM (${selects.join(' UNION ALL ')}) AS v JOIN ${t.sql.table} AS t ON ${on} FOR UPDATE`,
+      values: params,
+      rowsAsArray: true,
+    });
+    const out = new Map<number, Row>();
+    for (const r of res as unknown as Value[][]) out.set(Number(r[0]), r.slice(1));
+    return out;
+  }
+
+  private parkedKey(t: TableMeta, pkValues: Row): Buffer {
+    return tupleHash(pkValues);
+  }
+
+  private async upsertRun(conn: Connection, run: RowOp[], stats: ApplyStats): Promise<void> {
+    const t = run[0]!.table;
+    const source = run[0]!.source;
+    const rows = run.map((o) => o.row);
+    if (t.shardKeyInPk) {
+      await this.writeRows(conn, t, rows);
+      stats.written += rows.length;
+      return;
+    }
+    const found = await this.existing(conn, t, rows);
+    const winners: Row[] = [];
+    const clear: Buffer[] = [];
+    const park: [Buffer, Row][] = [];
+    rows.forEach((r, idx) => {
+      const ex = found.get(idx);
+      // Parked rows are keyed by the primary key as the target stores it (collation-equal
+      // variants of a string key share one entry).
+      const pkValues = ex ? ex.slice(1) : t.pk.map((i) => r[i] ?? null);
+      const h = this.parkedKey(t, pkValues);
+      if (!ex || this.opts.sourceOwnerOf(t, ex[0] ?? null) === source) {
+        winners.push(r);
+        clear.push(h);
+      } else {
+        park.push([h, r]);
+      }
+    });
+    await this.writeRows(conn, t, winners);
+    stats.written += winners.length;
+    if (clear.length) {
+      await conn.query(
+        `DELETE FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND source = ? AND pk_hash IN (${clear.map(() => '?').join(', ')})`,
+        [this.opts.jobId, t.database, t.name, source, ...clear],
+      );
+    }
+    if (park.length) {
+      await conn.query(
+        `INSERT INTO ${this.meta}.parked_rows (job_id, db, tbl, pk_hash, source, image) VALUES ${park.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}
+         ON DUPLICATE KEY UPDATE image = VALUES(image)`,
+        park.flatMap(([h, r]) => [this.opts.jobId, t.database, t.name, h, source, encodeImage(r)]),
+      );
+      stats.parked += park.length;
+    }
+  }
+
+  private async deleteRun(conn: Connection, run: RowOp[], stats: ApplyStats): Promise<void> {
+    const t = run[0]!.table;
+    const source = run[0]!.source;
+    const rows = run.map((o) => o.row);
+    if (t.shardKeyInPk) {
+      const w = this.pkWhere(t, rows);
+      const [res] = await conn.query(`DELETE FROM ${t.sql.table} WHERE ${w.sql}`, w.params);
+      stats.deleted += (res as { affectedRows: number }).affectedRows;
+      return;
+    }
+    const found = await this.existing(conn, t, rows);
+    const del: Row[] = [];
+    const delHashes: Buffer[] = [];
+    const clear: Buffer[] = [];
+    rows.forEach((r, idx) => {
+      const ex = found.get(idx);
+      if (ex && this.opts.sourceOwnerOf(t, ex[0] ?? null) === source) {
+        const pkValues = ex.slice(1);
+        del.push(
+          t.columns.map((_, i) => {
+            const j = t.pk.indexOf(i);
+            return j >= 0 ? (pkValues[j] ?? null) : null;
+          }),
+        );
+        delHashes.push(this.parkedKey(t, pkValues));
+      } else {
+        clear.push(this.parkedKey(t, ex ? ex.slice(1) : t.pk.map((i) => r[i] ?? null)));
+      }
+    });
+    if (del.length) {
+      const w = this.pkWhere(t, del);
+      const [res] = await conn.query(`DELETE FROM ${t.sql.table} WHERE ${w.sql}`, w.params);
+      stats.deleted += (res as { affectedRows: number }).affectedRows;
+      // Another source may have parked a row under one of these keys while we held it: it is
+      // the live row now.
+      const [parked] = await conn.query<RowDataPacket[]>(
+        `SELECT pk_hash, source, image FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND pk_hash IN (${delHashes.map(() => '?').join(', ')}) ORDER BY pk_hash, parked_at FOR UPDATE`,
+        [this.opts.jobId, t.database, t.name, ...delHashes],
+      );
+      const promote = new Map<string, { source: string; image: string; hash: Buffer }>();
+      for (const p of parked) {
+        const k = (p.pk_hash as Buffer).toString('hex');
+        if (!promote.has(k))
+          promote.set(k, { source: String(p.source), image: String(p.image), hash: p.pk_hash as Buffer });
+      }
+      if (promote.size) {
+        await this.writeRows(
+          conn,
+          t,
+          [...promote.values()].map((p) => decodeImage(p.image)),
+        );
+        for (const p of promote.values()) {
+          await conn.query(
+            `DELETE FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND pk_hash = ? AND source = ?`,
+            [this.opts.jobId, t.database, t.name, p.hash, p.source],
+          );
+        }
+        stats.promoted += promote.size;
+      }
+    }
+    if (clear.length) {
+      await conn.query(
+        `DELETE FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND source = ? AND pk_hash IN (${clear.map(() => '?').join(', ')})`,
+        [this.opts.jobId, t.database, t.name, source, ...clear],
+      );
+    }
+  }
+}
+
+/** Build the source-side owner function for a router over that side's topology. */
+export function sourceOwnerFn(
+  ownerOf: (key: ReturnType<typeof routeKeyOf>) => string,
+): (t: TableMeta, v: Value) => string {
+  return (t, v) => ownerOf(routeKeyOf(t, v));
+}
+
+export { qt };

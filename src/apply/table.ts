@@ -1,0 +1,100 @@
+/**
+ * What the applier needs to know about a tracked table: its columns in order, its primary key
+ * and its shard key — read from the server, never assumed.
+ */
+import type { Connection } from 'mysql2/promise';
+import { qcols, qt } from '../db/quote.js';
+import { UsageError } from '../errors.js';
+import type { RouteKey } from '../plan/router.js';
+import {
+  isBinaryType,
+  isIntegerType,
+  requireTableDefinition,
+  type TableDefinition,
+} from '../preflight/schema.js';
+import type { TableSpec } from '../topology/types.js';
+import type { Value } from './values.js';
+
+export interface TableMeta {
+  database: string;
+  name: string;
+  /** Column names in table order; rows are arrays in this order. Generated columns excluded. */
+  columns: string[];
+  /** Indexes into `columns` of the primary-key columns, in key order. */
+  pk: number[];
+  /** Index into `columns` of the shard-key column. */
+  shardKey: number;
+  /**
+   * True when the shard key is part of the primary key: then a primary key determines its owner,
+   * the same primary key can never live on two sources, and the applier takes its fast path.
+   */
+  shardKeyInPk: boolean;
+  /** How a shard-key value becomes a routing key. */
+  keyKind: 'int' | 'string' | 'binary';
+  /** Precomputed quoted fragments. */
+  sql: { table: string; columns: string; pkColumns: string };
+}
+
+export function tableMetaFromDefinition(def: TableDefinition, spec: TableSpec): TableMeta {
+  const cols = def.columns.filter((c) => c.generated === null);
+  const columns = cols.map((c) => c.name);
+  const pk = def.primaryKey.map((n) => columns.indexOf(n));
+  if (pk.length === 0 || pk.some((i) => i < 0)) {
+    throw new UsageError('E_NO_PRIMARY_KEY', `table ${def.database}.${def.table} has no usable primary key`, {
+      hint: 'add a primary key; reshard pages, applies and verifies rows by primary key',
+    });
+  }
+  const shardKey = columns.indexOf(spec.shardKey);
+  if (shardKey < 0) {
+    throw new UsageError(
+      'E_SHARD_KEY_MISSING',
+      `table ${def.database}.${def.table} has no column ${spec.shardKey}`,
+      {
+        hint: 'fix shardKey in the topology',
+      },
+    );
+  }
+  const keyCol = cols[shardKey]!;
+  const keyKind = isIntegerType(keyCol) ? 'int' : isBinaryType(keyCol) ? 'binary' : 'string';
+  return {
+    database: def.database,
+    name: def.table,
+    columns,
+    pk,
+    shardKey,
+    shardKeyInPk: pk.includes(shardKey),
+    keyKind,
+    sql: {
+      table: qt(def.database, def.table),
+      columns: qcols(columns),
+      pkColumns: qcols(pk.map((i) => columns[i]!)),
+    },
+  };
+}
+
+export async function loadTableMeta(
+  conn: Connection,
+  database: string,
+  spec: TableSpec,
+  where: string,
+): Promise<TableMeta> {
+  const def = await requireTableDefinition(conn, database, spec.name, where);
+  return tableMetaFromDefinition(def, spec);
+}
+
+/** The routing key of a shard-key value, as the router expects it for this column's type. */
+export function routeKeyOf(meta: TableMeta, v: Value): RouteKey {
+  if (v === null) {
+    throw new UsageError('E_NULL_SHARD_KEY', `a row of ${meta.database}.${meta.name} has a NULL shard key`, {
+      hint: 'a row with a NULL shard key has no owner; make the column NOT NULL and fix the rows',
+    });
+  }
+  switch (meta.keyKind) {
+    case 'int':
+      return typeof v === 'number' ? v : BigInt(Buffer.isBuffer(v) ? v.toString() : v.toString());
+    case 'binary':
+      return Buffer.isBuffer(v) ? v : Buffer.from(String(v), 'utf8');
+    default:
+      return Buffer.isBuffer(v) ? v.toString('utf8') : typeof v === 'string' ? v : v.toString();
+  }
+}

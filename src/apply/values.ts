@@ -1,0 +1,73 @@
+/**
+ * Row values as they travel from a source (mysql2 result rows or zongji binlog rows) to a target.
+ *
+ * A `Value` is exact by construction: integers and DECIMALs arrive as strings (or as safe
+ * integers), temporal types as the server's text, JSON as text, binary strings and BIT as
+ * Buffers, NULL as null. Nothing is ever a JS `Date` or an inexact float of a DECIMAL.
+ */
+import { createHash } from 'node:crypto';
+
+export type Value = null | string | Buffer | number | bigint;
+export type Row = Value[];
+
+/**
+ * Canonical bytes of a primary-key tuple: each part tagged and length-prefixed, so distinct
+ * tuples never collide (('a','bc') ≠ ('ab','c')) and the same tuple always gives the same bytes
+ * whatever representation the driver used (number 5, string '5' and bigint 5n are one key).
+ */
+export function tupleBytes(values: readonly Value[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const v of values) {
+    let tag: number;
+    let body: Buffer;
+    if (v === null) {
+      tag = 0;
+      body = Buffer.alloc(0);
+    } else if (Buffer.isBuffer(v)) {
+      tag = 1;
+      body = v;
+    } else {
+      tag = 2;
+      body = Buffer.from(typeof v === 'string' ? v : v.toString(), 'utf8');
+    }
+    const head = Buffer.alloc(5);
+    head[0] = tag;
+    head.writeUInt32BE(body.length, 1);
+    parts.push(head, body);
+  }
+  return Buffer.concat(parts);
+}
+
+/** 32-byte digest of a primary-key tuple: the parked-row table's key. */
+export function tupleHash(values: readonly Value[]): Buffer {
+  return createHash('sha256').update(tupleBytes(values)).digest();
+}
+
+/** Serialize a row image exactly (for parked rows): JSON with Buffers as {b: base64}. */
+export function encodeImage(row: readonly Value[]): string {
+  return JSON.stringify(
+    row.map((v) =>
+      v === null
+        ? null
+        : Buffer.isBuffer(v)
+          ? { b: v.toString('base64') }
+          : typeof v === 'string'
+            ? v
+            : { n: v.toString() },
+    ),
+  );
+}
+
+export function decodeImage(text: string): Row {
+  const arr = JSON.parse(text) as (null | string | { b: string } | { n: string })[];
+  return arr.map((v) => {
+    if (v === null || typeof v === 'string') return v;
+    if ('b' in v) return Buffer.from(v.b, 'base64');
+    return v.n;
+  });
+}
+
+/** Parameter form for mysql2: bigints as decimal strings (exact; the server converts). */
+export function sqlParam(v: Value): string | Buffer | number | null {
+  return typeof v === 'bigint' ? v.toString() : v;
+}

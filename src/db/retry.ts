@@ -1,0 +1,127 @@
+/**
+ * Retry policy, by MySQL errno and driver code — never by message text. Only idempotent units
+ * are retried (a whole target transaction, a chunk, a reconnect); the backoff is exponential with
+ * jitter and honours cancellation.
+ */
+import { RetriesExhaustedError } from '../errors.js';
+
+export type ErrorClass = 'retry' | 'reconnect' | 'fatal';
+
+/** Transaction-level conflicts: roll back and run the same transaction again. */
+const RETRY_ERRNO = new Set([
+  1205, // ER_LOCK_WAIT_TIMEOUT
+  1213, // ER_LOCK_DEADLOCK
+  1020, // ER_CHECKREAD (record changed since last read)
+  1412, // ER_TABLE_DEF_CHANGED
+  3572, // ER_LOCK_NOWAIT
+]);
+
+/** The connection is gone or the server is going away: reconnect, then retry. */
+const RECONNECT_ERRNO = new Set([
+  1040, // ER_CON_COUNT_ERROR (too many connections)
+  1053, // ER_SERVER_SHUTDOWN
+  1077, // ER_NORMAL_SHUTDOWN
+  1152, // ER_ABORTING_CONNECTION
+  1158, // ER_NET_READ_ERROR
+  1159, // ER_NET_READ_INTERRUPTED
+  1160, // ER_NET_ERROR_ON_WRITE
+  1161, // ER_NET_WRITE_INTERRUPTED
+  1927, // ER_CONNECTION_KILLED (MariaDB: KILL of our connection)
+  2002, // CR_CONNECTION_ERROR
+  2003, // CR_CONN_HOST_ERROR
+  2006, // CR_SERVER_GONE_ERROR
+  2013, // CR_SERVER_LOST
+  4031, // ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8)
+]);
+
+const RECONNECT_CODES = new Set([
+  'PROTOCOL_CONNECTION_LOST',
+  'PROTOCOL_SEQUENCE_TIMEOUT',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENOTCONN',
+  'ER_CONNECTION_KILLED',
+]);
+
+export function classifyError(err: unknown): ErrorClass {
+  const e = err as { errno?: number; code?: string; fatal?: boolean };
+  if (typeof e?.errno === 'number' && RETRY_ERRNO.has(e.errno)) return 'retry';
+  if (typeof e?.errno === 'number' && RECONNECT_ERRNO.has(e.errno)) return 'reconnect';
+  if (typeof e?.code === 'string' && RECONNECT_CODES.has(e.code)) return 'reconnect';
+  // mysql2 marks errors that closed the connection as fatal ("Can't add new command when
+  // connection is in closed state" and the like): the connection must be replaced.
+  if (e?.fatal === true) return 'reconnect';
+  return 'fatal';
+}
+
+export interface RetryOptions {
+  label: string;
+  /** Total attempts, including the first. */
+  attempts?: number;
+  baseMs?: number;
+  maxMs?: number;
+  signal?: AbortSignal;
+  /** Called before a retry of class 'reconnect' (replace the connection here). */
+  onReconnect?: (err: unknown) => Promise<void>;
+  onRetry?: (err: unknown, attempt: number, delayMs: number) => void;
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(t);
+      reject(signal?.reason);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export async function withRetry<T>(fn: () => Promise<T>, opts: RetryOptions): Promise<T> {
+  const attempts = opts.attempts ?? 10;
+  const base = opts.baseMs ?? 100;
+  const max = opts.maxMs ?? 10_000;
+  let last: unknown;
+  for (let attempt = 1; attempt <= attempts; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      last = err;
+      const cls = classifyError(err);
+      if (cls === 'fatal' || attempt === attempts) {
+        if (cls === 'fatal') throw err;
+        break;
+      }
+      const delay = Math.min(max, base * 2 ** (attempt - 1)) * (0.5 + Math.random() / 2);
+      opts.onRetry?.(err, attempt, delay);
+      await sleep(delay, opts.signal);
+      if (cls === 'reconnect' && opts.onReconnect) {
+        try {
+          await opts.onReconnect(err);
+        } catch (e) {
+          // The server may still be down: count it as this attempt's failure and back off again.
+          last = e;
+        }
+      }
+    }
+  }
+  const e = last as { code?: string; errno?: number; message?: string };
+  throw new RetriesExhaustedError(
+    'E_RETRIES_EXHAUSTED',
+    `${opts.label}: gave up after ${attempts} attempts: ${e?.code ?? e?.errno ?? ''} ${e?.message ?? String(last)}`,
+    {
+      hint: 'check that the server is up and reachable; the operation is idempotent, so re-running the command resumes it',
+      cause: last,
+    },
+  );
+}
