@@ -252,7 +252,7 @@ export class TargetApplier {
     const selects = rows.map((r, idx) => {
       params.push(idx);
       for (const i of t.pk) params.push(sqlParam(r[i] ?? null));
-      return `SELECT ? AS _i, ${pkCols.map((c, j) => `? AS ${q(`_k${j}`)}`).join(', ')}`;
+      return `SELECT ? AS _i, ${pkCols.map((_c, j) => `? AS ${q(`_k${j}`)}`).join(', ')}`;
     });
     const on = pkCols.map((c, j) => `t.${q(c)} = v.${q(`_k${j}`)}`).join(' AND ');
     const [res] = await conn.query<RowDataPacket[]>({
