@@ -5,7 +5,6 @@
  *
  * RESHARD_TEST_SANDBOX_DIR reuses a sandbox across runs while developing (it is then left up).
  */
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -32,23 +31,7 @@ async function findBasePort(count: number): Promise<number> {
   throw new Error('no free block of loopback ports for the test sandbox');
 }
 
-function newestMtime(dir: string): number {
-  let t = 0;
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    t = Math.max(t, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
-  }
-  return t;
-}
-
 export default async function setup(project: TestProject) {
-  // CLI tests run bin/reshard, which runs dist/: rebuild when src is newer than dist.
-  const root = join(import.meta.dirname, '..', '..');
-  const distCli = join(root, 'dist', 'cli.js');
-  if (!existsSync(distCli) || newestMtime(join(root, 'src')) > statSync(distCli).mtimeMs) {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
-  }
-
   const reuse = process.env.RESHARD_TEST_SANDBOX_DIR;
   const dir = reuse ?? mkdtempSync(join(tmpdir(), 'reshard-test-'));
   const existing = reuse ? readManifest(dir) : undefined;
