@@ -59,8 +59,14 @@ const ORDER = [
 ];
 
 export function serializePlan(plan: Plan): string {
+  return serializePlanWithHash(plan).text;
+}
+
+/** The plan file's text and its content hash, computed once. */
+export function serializePlanWithHash(plan: Plan): { text: string; hash: string } {
   const body = encode(plan) as { [k: string]: Json };
-  const doc: { [k: string]: Json } = { ...body, hash: hashBody(body) };
+  const hash = hashBody(body);
+  const doc: { [k: string]: Json } = { ...body, hash };
   const keys = [
     ...ORDER.filter((k) => k in doc),
     ...Object.keys(doc)
@@ -76,7 +82,7 @@ export function serializePlan(plan: Plan): string {
     }
     return `  ${JSON.stringify(k)}: ${JSON.stringify(v)}`;
   });
-  return `{\n${lines.join(',\n')}\n}\n`;
+  return { text: `{\n${lines.join(',\n')}\n}\n`, hash };
 }
 
 function invalid(where: string, why: string): UsageError {
@@ -184,11 +190,13 @@ export function checkDrift(
   }
 }
 
-/** Write atomically (temp file + rename), so a crash never leaves half a plan. */
-export function writePlanFile(path: string, plan: Plan): void {
+/** Write atomically (temp file + rename), so a crash never leaves half a plan. Returns its hash. */
+export function writePlanFile(path: string, plan: Plan): string {
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, serializePlan(plan), { mode: 0o644 });
+  const { text, hash } = serializePlanWithHash(plan);
+  writeFileSync(tmp, text, { mode: 0o644 });
   renameSync(tmp, path);
+  return hash;
 }
 
 export function readPlanFile(path: string, currentFrom?: Topology, currentTo?: Topology): Plan {

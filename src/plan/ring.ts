@@ -72,7 +72,7 @@ export function buildRing(shards: readonly Shard[], scheme: ConsistentHashScheme
 }
 
 /** Decimal digits of a non-negative integer written at buf[at…]; returns the end offset. */
-function writeDecimal(buf: Uint8Array, at: number, v: number): number {
+export function writeDecimal(buf: Uint8Array, at: number, v: number): number {
   let digits = 1;
   for (let x = v; x >= 10; x = Math.floor(x / 10)) digits++;
   let p = at + digits;
@@ -89,7 +89,7 @@ function writeDecimal(buf: Uint8Array, at: number, v: number): number {
  * Stable LSD radix sort of points by (hi, lo), four 16-bit passes: linear time, where a
  * comparison sort of a 300 000-point ring costs most of a plan's time.
  */
-function radixSort(hi: Uint32Array, lo: Uint32Array, owner: Uint32Array): void {
+export function radixSort(hi: Uint32Array, lo: Uint32Array, owner: Uint32Array): void {
   const n = hi.length;
   let h: Uint32Array<ArrayBufferLike> = hi;
   let l: Uint32Array<ArrayBufferLike> = lo;
