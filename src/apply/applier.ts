@@ -266,7 +266,8 @@ export class TargetApplier {
     return out;
   }
 
-  private parkedKey(t: TableMeta, pkValues: Row): Buffer {
+  /** Parked rows are keyed by the primary key as the target stores it. */
+  private parkedKey(pkValues: Row): Buffer {
     return tupleHash(pkValues);
   }
 
@@ -288,7 +289,7 @@ export class TargetApplier {
       // Parked rows are keyed by the primary key as the target stores it (collation-equal
       // variants of a string key share one entry).
       const pkValues = ex ? ex.slice(1) : t.pk.map((i) => r[i] ?? null);
-      const h = this.parkedKey(t, pkValues);
+      const h = this.parkedKey(pkValues);
       if (!ex || this.opts.sourceOwnerOf(t, ex[0] ?? null) === source) {
         winners.push(r);
         clear.push(h);
@@ -338,9 +339,9 @@ export class TargetApplier {
             return j >= 0 ? (pkValues[j] ?? null) : null;
           }),
         );
-        delHashes.push(this.parkedKey(t, pkValues));
+        delHashes.push(this.parkedKey(pkValues));
       } else {
-        clear.push(this.parkedKey(t, ex ? ex.slice(1) : t.pk.map((i) => r[i] ?? null)));
+        clear.push(this.parkedKey(ex ? ex.slice(1) : t.pk.map((i) => r[i] ?? null)));
       }
     });
     if (del.length) {

@@ -88,7 +88,14 @@ export async function openJob(opts: OpenJobOptions): Promise<JobContext> {
       await control.conn.query(
         `INSERT IGNORE INTO reshard_plans (plan_hash, format_version, source_topology_hash, target_topology_hash, body, reshard_version)
          VALUES (?, ?, ?, ?, ?, ?)`,
-        [base.planHash, base.plan.planVersion, base.plan.from.topologyHash, base.plan.to.topologyHash, serializePlan(base.plan), VERSION],
+        [
+          base.planHash,
+          base.plan.planVersion,
+          base.plan.from.topologyHash,
+          base.plan.to.topologyHash,
+          serializePlan(base.plan),
+          VERSION,
+        ],
       );
       job = await createJob(control.conn, { name, planHash: base.planHash });
     }
