@@ -1,0 +1,249 @@
+/**
+ * Copy: the same rows moved to targets by reshard and by its peers, one tool at a time.
+ *
+ *   reshard    `reshard copy --execute`: the 2 → 3 plan, every row to its new owner (t0, t1, t2).
+ *   mysqldump  `mysqldump --single-transaction shop | mariadb`: s0 → t0 and s1 → t1, in parallel.
+ *   myloader   mydumper (--trx-consistency-only, --rows chunks) then myloader (--enable-binlog),
+ *              s0 → t0 and s1 → t1 in parallel; the time is dump + load together.
+ *   load-data  the insert ceiling of a target: the same rows exported as TSV beforehand
+ *              (SELECT … INTO OUTFILE, not timed) and loaded into t0 with LOAD DATA LOCAL INFILE
+ *              over 2 connections (one per source).
+ *
+ * Every tool writes the binary log on the targets (reshard must: the reverse tailer reads it after
+ * cutover), so myloader gets --enable-binlog. Peers copy whole source tables into their own
+ * database on a target, dropped afterwards; each row counts once, so rows = rows moved.
+ */
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  failureNote,
+  INSTALL_HINT,
+  type Instance,
+  log,
+  qi,
+  type RunResult,
+  SOURCES,
+  sh,
+  TARGETS,
+} from './harness.js';
+import { missing, type Row, row } from './report.js';
+import { type BenchEnv, ensureInit, seedTargetsDirectly } from './sandbox.js';
+
+const PEER_TARGETS: Record<(typeof SOURCES)[number], Instance> = { s0: 't0', s1: 't1' };
+
+export async function benchCopy(env: BenchEnv, rows: Row[]): Promise<void> {
+  rows.push(...(await reshardCopy(env, 'copy')));
+  rows.push(...(await mysqldumpCopy(env)));
+  rows.push(...(await myloaderCopy(env)));
+  rows.push(...(await loadDataCopy(env)));
+}
+
+function rate(tool: string, r: { seconds: number; rows: number }, note?: string): Row[] {
+  return [
+    row('copy', tool, 'rows_per_s', Math.round(r.rows / r.seconds), r.rows, note),
+    row('copy', tool, 'seconds', r.seconds, r.rows),
+  ];
+}
+
+/**
+ * Run `reshard copy` on the shop job (also used by verify when copy was not benchmarked this run).
+ * Returns the copy rows; fills the targets as a side effect, or seeds them directly when the
+ * command is not available.
+ */
+export async function reshardCopy(env: BenchEnv, memoryLabel: string): Promise<Row[]> {
+  const { shop, cli, h } = env;
+  const why = cli.unavailable('copy', ['--plan', '--control', '--execute']) ?? (await ensureInit(env));
+  if (why) {
+    if (!shop.targetsFilled) await seedTargetsDirectly(env);
+    return [missing('copy', 'reshard', 'rows_per_s', why)];
+  }
+  log('copy: reshard copy (2 → 3)');
+  const args = ['copy', '--plan', shop.plan, '--control', env.controlDsn, '--execute'];
+  if (cli.command('copy').help.includes('--json')) args.push('--json');
+  const r = await cli.run(args, { memoryLabel, rows: shop.rows });
+  const copied = await h.countRows(TARGETS, shop.database, shop.tables);
+  shop.targetsFilled = 'reshard';
+  if (r.code !== 0) return [missing('copy', 'reshard', 'rows_per_s', failureNote('reshard copy', r))];
+  const notes = [
+    copied !== shop.rows ? `targets hold ${copied} of ${shop.rows} rows` : undefined,
+    shop.planNote,
+  ].filter(Boolean);
+  log(`copy: reshard copied ${copied} rows in ${r.seconds.toFixed(1)} s`);
+  return rate('reshard', { seconds: r.seconds, rows: copied }, notes.join('; ') || undefined);
+}
+
+async function createDb(env: BenchEnv, insts: readonly Instance[], db: string): Promise<void> {
+  for (const i of insts) {
+    await env.h.query(i, `DROP DATABASE IF EXISTS ${qi(db)}`);
+    await env.h.query(i, `CREATE DATABASE ${qi(db)} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`);
+  }
+}
+
+async function dropDb(env: BenchEnv, insts: readonly Instance[], db: string): Promise<void> {
+  for (const i of insts) await env.h.query(i, `DROP DATABASE IF EXISTS ${qi(db)}`);
+}
+
+/** Run one async step per source in parallel; wall time of the whole, first failure wins. */
+async function perSource(
+  fn: (s: (typeof SOURCES)[number]) => Promise<RunResult | undefined>,
+): Promise<{ seconds: number; failed?: RunResult }> {
+  const t0 = process.hrtime.bigint();
+  const results = await Promise.all(SOURCES.map(fn));
+  const failed = results.find((r) => r && r.code !== 0);
+  return { seconds: Number(process.hrtime.bigint() - t0) / 1e9, ...(failed ? { failed } : {}) };
+}
+
+async function mysqldumpCopy(env: BenchEnv): Promise<Row[]> {
+  const { h, peers, shop } = env;
+  if (!peers.mysqldump || !peers.mariadb)
+    return [
+      missing('copy', 'mysqldump', 'rows_per_s', `mysqldump or mariadb client not found; ${INSTALL_HINT}`),
+    ];
+  const db = 'peer_mysqldump';
+  const targets = SOURCES.map((s) => PEER_TARGETS[s]);
+  await createDb(env, targets, db);
+  log('copy: mysqldump | mariadb (s0 → t0, s1 → t1)');
+  const res = await perSource((s) => {
+    const dump = [peers.mysqldump!, ...h.mysqlClientArgs(s), '--single-transaction', shop.database];
+    const load = [peers.mariadb!, ...h.mysqlClientArgs(PEER_TARGETS[s]), db];
+    return h.shell(`${dump.map(sh).join(' ')} | ${load.map(sh).join(' ')}`, { label: `mysqldump ${s}` });
+  });
+  const moved = await h.countRows(targets, db, shop.tables);
+  await dropDb(env, targets, db);
+  if (res.failed)
+    return [missing('copy', 'mysqldump', 'rows_per_s', failureNote('mysqldump | mariadb', res.failed))];
+  log(`copy: mysqldump moved ${moved} rows in ${res.seconds.toFixed(1)} s`);
+  return rate('mysqldump', { seconds: res.seconds, rows: moved }, 'mysqldump | mariadb, one pipe per source');
+}
+
+async function myloaderCopy(env: BenchEnv): Promise<Row[]> {
+  const { h, peers, shop } = env;
+  if (!peers.mydumper || !peers.myloader)
+    return [missing('copy', 'myloader', 'rows_per_s', `mydumper/myloader not found; ${INSTALL_HINT}`)];
+  const db = 'peer_myloader';
+  const targets = SOURCES.map((s) => PEER_TARGETS[s]);
+  await dropDb(env, targets, db);
+  const chunkRows = String(Math.max(10_000, Math.min(500_000, Math.round(env.rowsPerSource / 10))));
+  const dumpSeconds: number[] = [];
+  log(`copy: mydumper + myloader (s0 → t0, s1 → t1; --rows ${chunkRows})`);
+  const res = await perSource(async (s) => {
+    const dir = join(env.workDir, `mydumper-${s}`);
+    rmSync(dir, { recursive: true, force: true });
+    const dump = await h.run(
+      peers.mydumper!,
+      [
+        ...glibArgs(env, s),
+        '--database',
+        shop.database,
+        '--outputdir',
+        dir,
+        '--trx-consistency-only',
+        '--rows',
+        chunkRows,
+      ],
+      { label: `mydumper ${s}` },
+    );
+    dumpSeconds.push(dump.seconds);
+    if (dump.code !== 0) return dump;
+    return h.run(
+      peers.myloader!,
+      [
+        ...glibArgs(env, PEER_TARGETS[s]),
+        '--directory',
+        dir,
+        '--database',
+        db,
+        '--enable-binlog',
+        '--overwrite-tables',
+      ],
+      { label: `myloader ${s}` },
+    );
+  });
+  const moved = await h.countRows(targets, db, shop.tables);
+  await dropDb(env, targets, db);
+  for (const s of SOURCES) rmSync(join(env.workDir, `mydumper-${s}`), { recursive: true, force: true });
+  if (res.failed)
+    return [missing('copy', 'myloader', 'rows_per_s', failureNote('mydumper/myloader', res.failed))];
+  const dumpMax = Math.max(...dumpSeconds);
+  log(
+    `copy: mydumper + myloader moved ${moved} rows in ${res.seconds.toFixed(1)} s (dump ${dumpMax.toFixed(1)} s)`,
+  );
+  return rate(
+    'myloader',
+    { seconds: res.seconds, rows: moved },
+    `mydumper + myloader, dump ${dumpMax.toFixed(1)} s of it; 4 threads each`,
+  );
+}
+
+/** mydumper/myloader parse options with glib: `--port 1234`, not `-P1234`. */
+function glibArgs(env: BenchEnv, inst: Instance): string[] {
+  return ['--host', '127.0.0.1', '--port', String(env.h.ports[inst]), '--user', 'root'];
+}
+
+/**
+ * SELECT list for INTO OUTFILE and column list for LOAD DATA. BIT goes through an integer:
+ * OUTFILE writes BIT values as raw unescaped bytes, which can contain tabs and newlines.
+ */
+async function tsvColumns(env: BenchEnv, table: string): Promise<{ select: string; load: string }> {
+  const cols = await env.h.query(
+    's0',
+    'SELECT COLUMN_NAME AS c, DATA_TYPE AS t FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION',
+    [env.shop.database, table],
+  );
+  const names = cols.map((r) => qi(String(r.c)));
+  const bit = cols.map((r) => String(r.t).toLowerCase() === 'bit');
+  const select = names.map((n, i) => (bit[i] ? `CAST(${n} AS UNSIGNED)` : n)).join(', ');
+  const vars = names.map((n, i) => (bit[i] ? `@v${i}` : n)).join(', ');
+  const sets = names.flatMap((n, i) => (bit[i] ? [`${n} = CAST(@v${i} AS UNSIGNED)`] : []));
+  return { select, load: `(${vars})${sets.length ? ` SET ${sets.join(', ')}` : ''}` };
+}
+
+async function loadDataCopy(env: BenchEnv): Promise<Row[]> {
+  const { h, peers, shop } = env;
+  if (!peers.mariadb)
+    return [missing('copy', 'load-data', 'rows_per_s', `mariadb client not found; ${INSTALL_HINT}`)];
+  const db = 'peer_loaddata';
+  const dir = join(env.workDir, 'tsv');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true, mode: 0o777 });
+  log('copy: exporting the rows as TSV (SELECT … INTO OUTFILE; not timed)');
+  const files = new Map<string, string[]>();
+  for (const s of SOURCES) {
+    const list: string[] = [];
+    for (const t of shop.tables) {
+      const f = join(dir, `${s}.${t}.tsv`);
+      const cols = await tsvColumns(env, t);
+      await h.query(s, `SELECT ${cols.select} INTO OUTFILE ? FROM ${qi(shop.database)}.${qi(t)}`, [f]);
+      list.push(
+        `LOAD DATA LOCAL INFILE '${f.replace(/'/g, "''")}' INTO TABLE ${qi(t)} CHARACTER SET utf8mb4 ${cols.load};`,
+      );
+    }
+    files.set(s, list);
+  }
+  await createDb(env, ['t0'], db);
+  const schema = readFileSync(join(h.root, 'fixtures', 'shop', 'schema.sql'), 'utf8');
+  const created = await h.run(peers.mariadb, [...h.mysqlClientArgs('t0'), db, '-e', schema], {
+    label: 'schema',
+  });
+  if (created.code !== 0) return [missing('copy', 'load-data', 'rows_per_s', failureNote('schema', created))];
+  log('copy: LOAD DATA LOCAL INFILE into t0 over 2 connections');
+  const res = await perSource((s) =>
+    h.run(
+      peers.mariadb!,
+      [...h.mysqlClientArgs('t0'), '--local-infile=1', db, '-e', files.get(s)!.join('\n')],
+      {
+        label: `load data ${s}`,
+      },
+    ),
+  );
+  const moved = await h.countRows(['t0'], db, shop.tables);
+  await dropDb(env, ['t0'], db);
+  rmSync(dir, { recursive: true, force: true });
+  if (res.failed) return [missing('copy', 'load-data', 'rows_per_s', failureNote('LOAD DATA', res.failed))];
+  log(`copy: LOAD DATA loaded ${moved} rows in ${res.seconds.toFixed(1)} s`);
+  return rate(
+    'load-data',
+    { seconds: res.seconds, rows: moved },
+    'ceiling: TSV into one target, 2 connections',
+  );
+}
