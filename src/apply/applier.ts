@@ -20,7 +20,7 @@ import { q, qt } from '../db/quote.js';
 import { classifyError, withRetry } from '../db/retry.js';
 import { PreconditionError } from '../errors.js';
 import { routeKeyOf, type TableMeta } from './table.js';
-import { decodeImage, encodeImage, type Row, sqlParam, tupleHash, type Value } from './values.js';
+import { decodeImage, encodeImage, type Row, sqlParam, tupleBytes, tupleHash, type Value } from './values.js';
 
 export interface RowOp {
   kind: 'upsert' | 'delete';
@@ -243,10 +243,40 @@ export class TargetApplier {
   }
 
   /**
-   * For each row, the target's current row with the same primary key (compared with the
-   * column's own collation), locked: returns index → { key value, primary-key values }.
+   * For each row, the target's current row with the same primary key, locked: returns
+   * index → [shard key, ...primary-key values as the target stores them].
+   *
+   * Fast path: one `WHERE pk IN (…) FOR UPDATE` and pairing by exact bytes. The server compares
+   * with the columns' collations, so a stored key can equal an incoming one without being
+   * byte-identical ('abc' vs 'ABC' under a _ci collation, trailing spaces under PAD SPACE);
+   * when a returned row pairs with no incoming row, the rows are paired again by the server
+   * itself through a join (slower, and only in that rare case).
    */
   private async existing(conn: Connection, t: TableMeta, rows: Row[]): Promise<Map<number, Row>> {
+    const pkCols = t.pk.map((i) => t.columns[i]!);
+    const w = this.pkWhere(t, rows);
+    const [res] = await conn.query<RowDataPacket[]>({
+      sql: `SELECT ${q(t.columns[t.shardKey]!)}, ${pkCols.map((c) => q(c)).join(', ')} FROM ${t.sql.table} WHERE ${w.sql} FOR UPDATE`,
+      values: w.params,
+      rowsAsArray: true,
+    });
+    const found = res as unknown as Value[][];
+    const out = new Map<number, Row>();
+    if (found.length === 0) return out;
+    const byKey = new Map<string, number>();
+    rows.forEach((r, idx) => {
+      byKey.set(tupleBytes(t.pk.map((i) => r[i] ?? null)).toString('latin1'), idx);
+    });
+    let unpaired = false;
+    for (const f of found) {
+      const idx = byKey.get(tupleBytes(f.slice(1)).toString('latin1'));
+      if (idx === undefined) unpaired = true;
+      else out.set(idx, f);
+    }
+    return unpaired ? this.existingByJoin(conn, t, rows) : out;
+  }
+
+  private async existingByJoin(conn: Connection, t: TableMeta, rows: Row[]): Promise<Map<number, Row>> {
     const pkCols = t.pk.map((i) => t.columns[i]!);
     const params: unknown[] = [];
     const selects = rows.map((r, idx) => {

@@ -11,6 +11,7 @@ import { createDatabases, rootConn, topologyYaml, uniqueDb } from '../../support
 const SCHEMA = `
 CREATE TABLE users (id BIGINT UNSIGNED NOT NULL PRIMARY KEY, name VARCHAR(40) NOT NULL) ENGINE=InnoDB;
 CREATE TABLE orders (id BIGINT NOT NULL PRIMARY KEY, user_id BIGINT UNSIGNED NOT NULL, note VARCHAR(40) NULL, KEY (user_id)) ENGINE=InnoDB;
+CREATE TABLE coupons (code VARCHAR(20) COLLATE utf8mb4_general_ci NOT NULL PRIMARY KEY, user_id BIGINT UNSIGNED NOT NULL, v INT NOT NULL) ENGINE=InnoDB;
 CREATE TABLE corpus (id INT NOT NULL PRIMARY KEY, user_id BIGINT UNSIGNED NOT NULL, u64 BIGINT UNSIGNED NULL,
   d65 DECIMAL(65,30) NULL, dt6 DATETIME(6) NULL, ts6 TIMESTAMP(6) NULL, b64 BIT(64) NULL, e ENUM('a','b') NULL,
   s SET('x','y','z') NULL, bl BLOB NULL, vb VARBINARY(16) NULL, txt VARCHAR(20) CHARACTER SET utf8mb4 NULL, j JSON NULL,
@@ -117,6 +118,22 @@ describe('TargetApplier', () => {
     const stats = await applier.apply([del(orders, 's0', ['7', '2', 'old'])]);
     expect(stats.promoted).toBe(1);
     expect(await orderRows()).toEqual([['7', '3', 'v2']]);
+  });
+
+  it('pairs a stored primary key that equals an incoming one only under the collation (case, trailing space)', async () => {
+    const coupons = await loadTableMeta(conn, db, { name: 'coupons', shardKey: 'user_id' }, 'test');
+    await applier.apply([up(coupons, 's1', ['ABC', '3', 1])]);
+    // 'abc ' equals 'ABC' under utf8mb4_general_ci (case-insensitive, PAD SPACE): the stored row
+    // belongs to s1, so s0's row for the same key must be parked, not written over it.
+    const stats = await applier.apply([up(coupons, 's0', ['abc ', '2', 2])]);
+    expect(stats.parked).toBe(1);
+    const [r] = await conn.query<RowDataPacket[]>('SELECT code, user_id, v FROM coupons');
+    expect(r.map((x) => [x.code, String(x.user_id), Number(x.v)])).toEqual([['ABC', '3', 1]]);
+    await applier.apply([del(coupons, 's0', ['abc ', '2', 2])]);
+    const [p] = await conn.query<RowDataPacket[]>(
+      `SELECT COUNT(*) AS n FROM \`${metaDb}\`.parked_rows WHERE tbl = 'coupons'`,
+    );
+    expect(Number(p[0]!.n)).toBe(0);
   });
 
   it('records the source position in the same transaction as the rows', async () => {
