@@ -61,7 +61,13 @@ export interface ApplierOptions {
   attempts?: number;
 }
 
-export const META_VERSION = 1;
+/**
+ * 2: apply_positions is keyed by (job, source, target). Version 1 keyed it by (job, source) only,
+ * so two targets on one server overwrote each other's position (a resumed tailer then skipped
+ * changes for one of them); upgraded in place, and a target without a position simply resumes
+ * from the copy's start position, which is safe (see README.md).
+ */
+export const META_VERSION = 2;
 
 /** reshard's own tables on a target server; created on first use, refused if newer. */
 export async function ensureMeta(conn: Connection, metaDb: string): Promise<void> {
@@ -72,7 +78,14 @@ export async function ensureMeta(conn: Connection, metaDb: string): Promise<void
   );
   await conn.query(`INSERT IGNORE INTO ${db}.meta_version (id, version) VALUES (1, ?)`, [META_VERSION]);
   const [rows] = await conn.query<RowDataPacket[]>(`SELECT version FROM ${db}.meta_version WHERE id = 1`);
-  const v = Number(rows[0]?.version);
+  let v = Number(rows[0]?.version);
+  if (v === 1) {
+    // Upgrade (see META_VERSION): old rows cannot say which target they describe, so they go;
+    // their tailers resume from the copy's recorded start position.
+    await conn.query(`DROP TABLE IF EXISTS ${db}.apply_positions`);
+    await conn.query(`UPDATE ${db}.meta_version SET version = 2 WHERE id = 1 AND version = 1`);
+    v = 2;
+  }
   if (v > META_VERSION) {
     throw new PreconditionError(
       'E_META_TOO_NEW',
@@ -97,11 +110,12 @@ export async function ensureMeta(conn: Connection, metaDb: string): Promise<void
   await conn.query(`CREATE TABLE IF NOT EXISTS ${db}.apply_positions (
     job_id BIGINT UNSIGNED NOT NULL,
     source VARCHAR(191) NOT NULL,
+    target VARCHAR(191) NOT NULL,
     binlog_file VARCHAR(255) NOT NULL,
     binlog_pos BIGINT UNSIGNED NOT NULL,
     gtid LONGTEXT NULL,
     updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
-    PRIMARY KEY (job_id, source)
+    PRIMARY KEY (job_id, source, target)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`);
 }
 
@@ -110,7 +124,7 @@ function* runs(ops: RowOp[]): Generator<RowOp[]> {
   let run: RowOp[] = [];
   let seen = new Set<string>();
   for (const op of ops) {
-    const k = tupleHash(op.table.pk.map((i) => op.row[i] ?? null)).toString('latin1');
+    const k = tupleBytes(op.table.pk.map((i) => op.row[i] ?? null)).toString('latin1');
     const head = run[0];
     if (
       head &&
@@ -172,8 +186,8 @@ export class TargetApplier {
   async appliedPosition(source: string): Promise<ApplyPosition | undefined> {
     const conn = await this.connection();
     const [rows] = await conn.query<RowDataPacket[]>(
-      `SELECT binlog_file AS file, binlog_pos AS pos, gtid FROM ${this.meta}.apply_positions WHERE job_id = ? AND source = ?`,
-      [this.opts.jobId, source],
+      `SELECT binlog_file AS file, binlog_pos AS pos, gtid FROM ${this.meta}.apply_positions WHERE job_id = ? AND source = ? AND target = ?`,
+      [this.opts.jobId, source, this.opts.target],
     );
     const r = rows[0];
     return r
@@ -200,9 +214,16 @@ export class TargetApplier {
           }
           if (position) {
             await conn.query(
-              `INSERT INTO ${this.meta}.apply_positions (job_id, source, binlog_file, binlog_pos, gtid) VALUES (?, ?, ?, ?, ?)
+              `INSERT INTO ${this.meta}.apply_positions (job_id, source, target, binlog_file, binlog_pos, gtid) VALUES (?, ?, ?, ?, ?, ?)
                ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos), gtid = VALUES(gtid)`,
-              [this.opts.jobId, position.source, position.file, position.pos, position.gtid ?? null],
+              [
+                this.opts.jobId,
+                position.source,
+                this.opts.target,
+                position.file,
+                position.pos,
+                position.gtid ?? null,
+              ],
             );
           }
           await conn.query('COMMIT');

@@ -47,7 +47,10 @@ const RECONNECT_CODES = new Set([
 ]);
 
 export function classifyError(err: unknown): ErrorClass {
-  const e = err as { errno?: number; code?: string; fatal?: boolean };
+  const e = err as { errno?: number; code?: string; fatal?: boolean; cause?: unknown };
+  // connect() wraps a refused or dropped connection in E_CONNECT for the user; for retrying,
+  // what counts is the driver error underneath (a restarting server refuses for a while).
+  if (e?.code === 'E_CONNECT' && e.cause !== undefined) return classifyError(e.cause);
   if (typeof e?.errno === 'number' && RETRY_ERRNO.has(e.errno)) return 'retry';
   if (typeof e?.errno === 'number' && RECONNECT_ERRNO.has(e.errno)) return 'reconnect';
   if (typeof e?.code === 'string' && RECONNECT_CODES.has(e.code)) return 'reconnect';

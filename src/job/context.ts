@@ -97,7 +97,14 @@ export async function openJob(opts: OpenJobOptions): Promise<JobContext> {
           VERSION,
         ],
       );
-      job = await createJob(control.conn, { name, planHash: base.planHash });
+      try {
+        job = await createJob(control.conn, { name, planHash: base.planHash });
+      } catch (e) {
+        // Another worker created it between our read and our insert: use theirs.
+        if ((e as { code?: string }).code !== 'E_JOB_EXISTS') throw e;
+        job = await getJobByName(control.conn, name);
+        if (!job) throw e;
+      }
     }
     return { planPath: opts.planPath, ...base, control, job, close: () => control.close() };
   } catch (e) {

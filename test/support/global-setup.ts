@@ -5,7 +5,7 @@
  *
  * RESHARD_TEST_SANDBOX_DIR reuses a sandbox across runs while developing (it is then left up).
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

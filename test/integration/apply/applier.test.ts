@@ -162,6 +162,26 @@ describe('TargetApplier', () => {
     expect(Number(r[0]!.n)).toBe(0);
   });
 
+  it('keeps one applied position per (source, target), also for targets sharing a server', async () => {
+    // Two target shards on one server share the meta database: their positions must not collide.
+    const other = new TargetApplier({
+      jobId,
+      target: 't9',
+      metaDb,
+      sourceOwnerOf: ownerOf,
+      connect: () => rootConn('t0', db),
+    });
+    await other.open();
+    try {
+      await applier.apply([], { source: 's1', file: 'binlog.000007', pos: 100 });
+      await other.apply([], { source: 's1', file: 'binlog.000007', pos: 900 });
+      expect((await applier.appliedPosition('s1'))?.pos).toBe(100);
+      expect((await other.appliedPosition('s1'))?.pos).toBe(900);
+    } finally {
+      await other.close();
+    }
+  });
+
   it('writes every type byte-exact', async () => {
     const row: Row = [
       '1',

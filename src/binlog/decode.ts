@@ -1,0 +1,129 @@
+/**
+ * Binlog row images → applier rows, exactly.
+ *
+ * zongji (with the options ZongjiSource forces) already yields exact values: integers as safe
+ * Numbers or exact decimal strings, DECIMAL as its exact text, DATETIME/TIMESTAMP as UTC text with
+ * the column's fraction digits, JSON (MySQL) as text, MariaDB JSON (a LONGTEXT) as text,
+ * BIT/BINARY/BLOB as Buffers, CHAR/TEXT decoded in the column's charset, ENUM/SET as their
+ * labels. This layer maps an image (column name → value) onto one target table's column order
+ * and fixes the cases where zongji deviates:
+ *   - YEAR 0000 arrives as 1900 (zongji adds 1900 to the stored byte; 1900 is not a valid YEAR,
+ *     so 1900 always means 0);
+ *   - an ENUM's error value (index 0, stored as '' in non-strict mode) arrives as undefined.
+ * Anything else that is not an exact `Value` (geometry objects, undefined from an unsupported
+ * type) stops the tailer rather than writing a wrong value.
+ */
+import { routeKeyOf, type TableMeta, tableMetaFromDefinition } from '../apply/table.js';
+import type { Row, Value } from '../apply/values.js';
+import { PreconditionError, ReshardError } from '../errors.js';
+import type { RouteKey } from '../plan/router.js';
+import type { TableDefinition } from '../preflight/schema.js';
+import type { TableSpec } from '../topology/types.js';
+import type { RawImage } from './source.js';
+
+type Fix = ((v: unknown) => unknown) | undefined;
+
+const EXACT_KEY_TYPES = new Set([
+  'tinyint',
+  'smallint',
+  'mediumint',
+  'int',
+  'integer',
+  'bigint',
+  'decimal',
+  'date',
+  'datetime',
+  'timestamp',
+  'time',
+  'year',
+  'binary',
+  'varbinary',
+  'bit',
+]);
+
+export interface TargetTable {
+  meta: TableMeta;
+  /**
+   * True when the primary key's columns compare by their bytes (integers, DECIMAL, temporal,
+   * BINARY/VARBINARY, BIT): two images are the same row exactly when their key values are equal.
+   * Not for character columns, where a collation makes 'abc', 'ABC' and 'abc ' one row.
+   */
+  pkExact: boolean;
+  /** Image → row in `meta.columns` order. Throws when the image does not fit the table. */
+  decode(img: RawImage): Row;
+}
+
+function fixFor(dataType: string): Fix {
+  if (dataType === 'year') return (v) => (v === 1900 ? 0 : v);
+  if (dataType === 'enum') return (v) => (v === undefined ? '' : v);
+  return undefined;
+}
+
+function exact(v: unknown, table: string, column: string): Value {
+  if (v === null || typeof v === 'string' || Buffer.isBuffer(v) || typeof v === 'bigint') return v;
+  if (typeof v === 'number') return v;
+  throw new ReshardError(
+    'bug',
+    'E_TAIL_VALUE',
+    `binlog value of ${table}.${column} decoded as ${v === undefined ? 'undefined' : typeof v}, not an exact value`,
+    {
+      hint: 'the column type is not supported by the binlog decoder; this is a defect in reshard (report it with SHOW CREATE TABLE)',
+    },
+  );
+}
+
+export function targetTable(def: TableDefinition, spec: TableSpec): TargetTable {
+  const meta = tableMetaFromDefinition(def, spec);
+  const byName = new Map(def.columns.map((c) => [c.name, c]));
+  const fixes: Fix[] = meta.columns.map((n) => fixFor(byName.get(n)!.dataType));
+  const label = `${def.database}.${def.table}`;
+  // Row images carry every column, generated ones included (binlog_row_image=FULL).
+  const allColumns = def.columns.length;
+  const names = meta.columns;
+  const check = (img: RawImage) => {
+    const keys = Object.keys(img);
+    const missing = names.filter((n) => !(n in img));
+    const extra = keys.filter((k) => !byName.has(k));
+    if (missing.length || extra.length) {
+      throw new PreconditionError(
+        'E_TAIL_SCHEMA_DRIFT',
+        `a binlog row of ${spec.name} does not match ${label} on the target` +
+          (missing.length ? `: columns missing from the binlog: ${missing.join(', ')}` : '') +
+          (extra.length ? `: columns the target lacks: ${extra.join(', ')}` : ''),
+        {
+          hint: 'the source and target schemas differ (a DDL ran on one side only); make them equal, then re-run reshard tail',
+          data: { table: spec.name, missing, extra },
+        },
+      );
+    }
+  };
+  const pkExact = meta.pk.every((i) => EXACT_KEY_TYPES.has(byName.get(names[i]!)!.dataType));
+  return {
+    meta,
+    pkExact,
+    decode(img) {
+      // A column the target lacks would be dropped silently: count every image's columns (no
+      // allocation); names are compared in full when the count differs or a value is missing.
+      let n = 0;
+      for (const _ in img) n++;
+      // The same count with other names shows up as a missing value below.
+      if (n !== allColumns) check(img);
+      const row: Row = new Array(names.length);
+      for (let i = 0; i < names.length; i++) {
+        const n = names[i]!;
+        let v = img[n];
+        if (v === undefined && !(n in img)) check(img);
+        const f = fixes[i];
+        if (f) v = f(v);
+        row[i] = exact(v, label, n);
+      }
+      return row;
+    },
+  };
+}
+
+/** The routing key of an image's shard-key column (NULL is an error: such a row has no owner). */
+export function imageKey(t: TargetTable, img: RawImage): RouteKey {
+  const col = t.meta.columns[t.meta.shardKey]!;
+  return routeKeyOf(t.meta, exact(img[col], `${t.meta.database}.${t.meta.name}`, col));
+}

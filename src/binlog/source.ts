@@ -1,0 +1,588 @@
+/**
+ * The change source: one server's binary log as a stream of whole source transactions.
+ *
+ * Lifecycle: `start(position)` once → `next()` repeatedly (each call yields one event, in binlog
+ * order; it waits while the stream is idle) → `stop()`. After an error `next()` rejects with it;
+ * the instance is then finished and the caller starts a new one from the last position it
+ * received (positions are transaction boundaries, so nothing is lost or split).
+ *
+ * What comes out:
+ *   transaction  the row changes of one committed source transaction on tracked tables, in
+ *                order, with the position after its commit and its commit timestamp;
+ *   ddl          a statement on a tracked table (see ddl.ts), with the position after it;
+ *   progress     the stream moved without tracked changes (another database's transaction, a
+ *                rotate, a heartbeat): the position after it, so "caught up" can be judged.
+ *
+ * Delivery is at-least-once across restarts (a transaction cut by a disconnect is replayed
+ * whole), exactly-once within one instance. Memory is bounded: when more than `maxBufferedRows`
+ * rows of finished transactions wait to be read, the socket is paused (the server then holds
+ * the rest). One transaction larger than that is still buffered whole — it must be applied in
+ * one target transaction.
+ *
+ * Implementation: @vlasky/zongji, with the exact-value driver options (src/db/connect.ts), row
+ * metadata from the binlog itself (binlog_row_metadata=FULL) and server heartbeats for lag.
+ */
+import ZongJi, {
+  type AnyBinlogEvent,
+  type BinlogEventByTypeName,
+  type BinlogEventTypeName,
+  GtidSet,
+  MariadbGtidPosition,
+} from '@vlasky/zongji';
+import type { ConnectionOptions } from 'mysql2';
+import { classifyDdl, trackedTablesTouched } from './ddl.js';
+import type { BinlogPosition, Flavor } from './position.js';
+
+/** A row image as zongji decodes it: column name → exact value (see decode.ts). */
+export type RawImage = Record<string, unknown>;
+
+export interface RowChange {
+  table: string;
+  kind: 'insert' | 'update' | 'delete';
+  /** Before-image (update, delete). */
+  before?: RawImage;
+  /** After-image (insert, update). */
+  after?: RawImage;
+}
+
+export interface SourceTransaction {
+  kind: 'transaction';
+  changes: RowChange[];
+  /** Position after the commit: resuming there starts with the next transaction. */
+  position: BinlogPosition;
+  /** Commit event timestamp, ms since the epoch on the source's clock (1 s resolution). */
+  timestamp: number;
+  /** Local time (ms) the commit arrived. */
+  receivedAt: number;
+  /** Binlog events the transaction took (for rates). */
+  events: number;
+}
+
+export interface SourceDdl {
+  kind: 'ddl';
+  /** Current database of the session that ran it (unqualified names refer to it). */
+  schema: string;
+  statement: string;
+  tables: string[];
+  safeToApply: boolean;
+  position: BinlogPosition;
+  timestamp: number;
+  receivedAt: number;
+}
+
+export interface SourceProgress {
+  kind: 'progress';
+  position: BinlogPosition;
+  /** Source timestamp of the event (0 for heartbeats, which carry none). */
+  timestamp: number;
+  receivedAt: number;
+  heartbeat: boolean;
+  events: number;
+}
+
+export type ChangeEvent = SourceTransaction | SourceDdl | SourceProgress;
+
+export interface ChangeSource {
+  start(from: BinlogPosition): Promise<void>;
+  next(): Promise<ChangeEvent>;
+  stop(): Promise<void>;
+}
+
+export interface ZongjiSourceOptions {
+  /** mysql2 options for the server (exact-value options are forced on top). */
+  connection: ConnectionOptions;
+  flavor: Flavor;
+  /** Replication server id for the dump connection: unique per server among its replicas. */
+  serverId: number;
+  /** The shard's database and its tracked tables. */
+  database: string;
+  tables: readonly string[];
+  /** Server heartbeat period while idle (ms). */
+  heartbeatMs?: number;
+  maxBufferedRows?: number;
+  /** No event or heartbeat for this long means the connection is dead (ms). */
+  silenceMs?: number;
+}
+
+/** An error from the binlog stream, with the server's errno where it sent one. */
+export class StreamError extends Error {
+  constructor(
+    message: string,
+    readonly errno: number | undefined,
+    readonly code: string | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'StreamError';
+  }
+}
+
+type GtidTracker = { kind: 'mariadb'; pos: MariadbGtidPosition } | { kind: 'mysql'; set: GtidSet };
+
+/** Buffer accounting: a transaction weighs its rows, anything else one. */
+function weight(e: ChangeEvent): number {
+  return e.kind === 'transaction' ? Math.max(1, e.changes.length) : 1;
+}
+
+function is<N extends BinlogEventTypeName>(e: AnyBinlogEvent, name: N): e is BinlogEventByTypeName<N> {
+  return e.getTypeName() === name;
+}
+
+const EVENTS = [
+  'tablemap',
+  'writerows',
+  'updaterows',
+  'deleterows',
+  'xid',
+  'query',
+  'rotate',
+  'format',
+  'heartbeat',
+  'gtid',
+  'anonymousgtid',
+  'mariadbgtid',
+  'mariadbgtidlist',
+  'binlogcheckpoint',
+  'previousgtids',
+  'xaprepare',
+  'transactionpayload',
+  'partialupdaterows',
+  'unknown',
+];
+
+const TXN_CONTROL = /^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+TO)\b/i;
+const XA_START = /^\s*XA\s+(START|BEGIN)\b/i;
+const XA_END = /^\s*XA\s+END\b/i;
+const XA_FINISH = /^\s*XA\s+(COMMIT|ROLLBACK)\b/i;
+
+export class ZongjiSource implements ChangeSource {
+  private z: ZongJi | undefined;
+  private readonly queue: ChangeEvent[] = [];
+  private queuedRows = 0;
+  private paused = false;
+  private failure: Error | undefined;
+  private waiter: (() => void) | undefined;
+  private stopped = false;
+  private onStopped: (() => void) | undefined;
+  private lastMessageAt = Date.now();
+  private watchdog: NodeJS.Timeout | undefined;
+  private readonly trackedTables: Set<string>;
+  private gtid: GtidTracker | undefined;
+  // The transaction being read.
+  private inTxn = false;
+  private txnChanges: RowChange[] = [];
+  private txnEvents = 0;
+  private pendingGtid: string | undefined;
+  private file = '';
+  private readonly maxRows: number;
+
+  constructor(private readonly opts: ZongjiSourceOptions) {
+    this.trackedTables = new Set(opts.tables);
+    this.maxRows = opts.maxBufferedRows ?? 20_000;
+  }
+
+  /** Rows of finished transactions waiting to be read. */
+  get bufferedRows(): number {
+    return this.queuedRows;
+  }
+
+  /** Local time of the last event or heartbeat. */
+  get lastMessage(): number {
+    return this.lastMessageAt;
+  }
+
+  /** Source timestamp of the oldest transaction waiting to be read (for lag), if any. */
+  oldestBuffered(): ChangeEvent | undefined {
+    return this.queue[0];
+  }
+
+  async start(from: BinlogPosition): Promise<void> {
+    const { opts } = this;
+    if (this.stopped) throw new StreamError('the stream was stopped', undefined, 'STOPPED');
+    this.file = from.file;
+    if (from.gtid !== undefined) {
+      try {
+        this.gtid =
+          opts.flavor === 'mariadb'
+            ? { kind: 'mariadb', pos: MariadbGtidPosition.parse(from.gtid) }
+            : { kind: 'mysql', set: GtidSet.parse(from.gtid) };
+      } catch {
+        this.gtid = undefined;
+      }
+    }
+    const z = new ZongJi({
+      ...opts.connection,
+      supportBigNumbers: true,
+      bigNumberStrings: true,
+      dateStrings: true,
+      decimalNumbers: false,
+      jsonStrings: true,
+      timezone: 'Z',
+    } as ConnectionOptions);
+    this.z = z;
+    const ready = new Promise<void>((resolve, reject) => {
+      z.once('ready', () => {
+        // Ask for heartbeats while idle (queued on the dump connection before the dump command).
+        const ns = BigInt(opts.heartbeatMs ?? 1000) * 1_000_000n;
+        z.connection?.query(`SET @master_heartbeat_period = ${ns}`, () => undefined);
+        resolve();
+      });
+      z.once('error', reject);
+    });
+    z.on('error', (e: Error) => this.fail(e));
+    z.on('binlog', (e: AnyBinlogEvent) => this.onEvent(e));
+    z.start({
+      serverId: opts.serverId,
+      filename: from.file,
+      position: from.pos,
+      includeEvents: EVENTS,
+      includeSchema: { [opts.database]: [...opts.tables] },
+    });
+    // stop() during the handshake must not leave start() waiting for a 'ready' that never comes.
+    const stopped = new Promise<void>((resolve) => {
+      this.onStopped = resolve;
+    });
+    await Promise.race([ready, stopped]);
+    if (this.stopped) throw new StreamError('the stream was stopped', undefined, 'STOPPED');
+    this.lastMessageAt = Date.now();
+    const silence = opts.silenceMs ?? Math.max(5000, 4 * (opts.heartbeatMs ?? 1000));
+    this.watchdog = setInterval(() => {
+      if (!this.paused && Date.now() - this.lastMessageAt > silence) {
+        this.fail(
+          new StreamError(`no event or heartbeat for ${silence} ms`, undefined, 'PROTOCOL_CONNECTION_LOST'),
+        );
+      }
+    }, 1000);
+    this.watchdog.unref();
+  }
+
+  next(): Promise<ChangeEvent> {
+    return new Promise<ChangeEvent>((resolve, reject) => {
+      const take = () => {
+        if (this.stopped) {
+          // A stopped stream yields nothing more: what is buffered is read again on restart.
+          reject(new StreamError('the stream was stopped', undefined, 'STOPPED'));
+          return true;
+        }
+        const e = this.queue.shift();
+        if (e) {
+          this.queuedRows -= weight(e);
+          if (this.paused && this.queuedRows <= this.maxRows / 2) this.resume();
+          resolve(e);
+          return true;
+        }
+        if (this.failure) {
+          reject(this.failure);
+          return true;
+        }
+        return false;
+      };
+      if (take()) return;
+      this.waiter = () => {
+        if (take()) this.waiter = undefined;
+      };
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.onStopped?.();
+    if (this.watchdog) clearInterval(this.watchdog);
+    const z = this.z;
+    this.wake();
+    if (!z) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 2000);
+      z.once('stopped', () => {
+        clearTimeout(t);
+        resolve();
+      });
+      try {
+        z.stop();
+      } catch {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+  }
+
+  private fail(e: unknown): void {
+    if (this.failure || this.stopped) return;
+    const err = e as { message?: string; errno?: number; code?: string };
+    this.failure =
+      e instanceof StreamError
+        ? e
+        : new StreamError(err?.message ?? String(e), err?.errno, err?.code, { cause: e });
+    this.wake();
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    if (w) w();
+  }
+
+  private push(e: ChangeEvent): void {
+    const last = this.queue.at(-1);
+    if (e.kind === 'progress' && last?.kind === 'progress') {
+      // Consecutive progress only moves the position: keep the newest, count the events.
+      this.queue[this.queue.length - 1] = { ...e, events: e.events + last.events, heartbeat: e.heartbeat };
+    } else {
+      this.queue.push(e);
+      this.queuedRows += weight(e);
+      if (!this.paused && this.queuedRows > this.maxRows) this.pause();
+    }
+    this.wake();
+  }
+
+  private pause(): void {
+    this.paused = true;
+    this.z?.connection?.pause();
+  }
+
+  private resume(): void {
+    this.paused = false;
+    this.lastMessageAt = Date.now();
+    this.z?.connection?.resume();
+  }
+
+  private gtidString(): string | undefined {
+    const g = this.gtid;
+    return g ? (g.kind === 'mariadb' ? g.pos.toString() : g.set.toString()) : undefined;
+  }
+
+  /** The transaction's GTID enters the tracked state at its commit. */
+  private commitGtid(): void {
+    const id = this.pendingGtid;
+    this.pendingGtid = undefined;
+    if (!id || !this.gtid) return;
+    try {
+      if (this.gtid.kind === 'mysql') this.gtid.set.add(id);
+      else {
+        const [d, s, n] = id.split('-');
+        this.gtid.pos.add({ domainId: Number(d), serverId: Number(s), seqNo: n! });
+      }
+    } catch {
+      this.gtid = undefined;
+    }
+  }
+
+  private endTxn(nextPosition: number, timestamp: number): void {
+    this.commitGtid();
+    const position: BinlogPosition = { file: this.file, pos: nextPosition, gtid: this.gtidString() };
+    const receivedAt = Date.now();
+    if (this.txnChanges.length > 0) {
+      this.push({
+        kind: 'transaction',
+        changes: this.txnChanges,
+        position,
+        timestamp,
+        receivedAt,
+        events: this.txnEvents + 1,
+      });
+    } else {
+      this.push({
+        kind: 'progress',
+        position,
+        timestamp,
+        receivedAt,
+        heartbeat: false,
+        events: this.txnEvents + 1,
+      });
+    }
+    this.inTxn = false;
+    this.txnChanges = [];
+    this.txnEvents = 0;
+  }
+
+  private onEvent(e: AnyBinlogEvent): void {
+    if (this.stopped || this.failure) return;
+    this.lastMessageAt = Date.now();
+    if (is(e, 'Rotate')) {
+      this.file = e.binlogName;
+      if (!this.inTxn) {
+        this.push({
+          kind: 'progress',
+          position: { file: this.file, pos: e.position, gtid: this.gtidString() },
+          timestamp: e.timestamp,
+          receivedAt: Date.now(),
+          heartbeat: false,
+          events: 0,
+        });
+      }
+      return;
+    }
+    if (is(e, 'Heartbeat')) {
+      const pos = e.position !== undefined ? Number(e.position) : e.nextPosition;
+      if (!this.inTxn && pos > 0) {
+        this.file = e.binlogName || this.file;
+        this.push({
+          kind: 'progress',
+          position: { file: this.file, pos, gtid: this.gtidString() },
+          timestamp: 0,
+          receivedAt: Date.now(),
+          heartbeat: true,
+          events: 0,
+        });
+      }
+      return;
+    }
+    if (is(e, 'MariadbGtid')) {
+      this.pendingGtid = e.gtid;
+      this.txnEvents = 1;
+      this.inTxn = !e.standalone;
+      this.txnChanges = [];
+      return;
+    }
+    if (is(e, 'Gtid')) {
+      this.pendingGtid = e.gtid;
+      this.txnEvents = 1;
+      return;
+    }
+    if (is(e, 'AnonymousGtid')) {
+      this.pendingGtid = undefined;
+      this.txnEvents = 1;
+      return;
+    }
+    if (is(e, 'TableMap')) {
+      this.txnEvents++;
+      return;
+    }
+    if (is(e, 'WriteRows') || is(e, 'DeleteRows') || is(e, 'UpdateRows')) {
+      this.txnEvents++;
+      const map = e.tableMap[e.tableId];
+      if (!map || map.parentSchema !== this.opts.database || !this.trackedTables.has(map.tableName)) return;
+      const table = map.tableName;
+      if (is(e, 'WriteRows'))
+        for (const r of e.rows) this.txnChanges.push({ table, kind: 'insert', after: r });
+      else if (is(e, 'DeleteRows'))
+        for (const r of e.rows) this.txnChanges.push({ table, kind: 'delete', before: r });
+      else
+        for (const r of e.rows)
+          this.txnChanges.push({ table, kind: 'update', before: r.before, after: r.after });
+      return;
+    }
+    if (is(e, 'Xid')) {
+      this.endTxn(e.nextPosition, e.timestamp);
+      return;
+    }
+    if (is(e, 'XaPrepare')) {
+      // XA PREPARE ends an event group whose rows commit later (at XA COMMIT) or never. Only a
+      // prepared group with tracked rows is a problem; ONE PHASE commits at once.
+      if (e.onePhase) {
+        this.endTxn(e.nextPosition, e.timestamp);
+      } else if (this.txnChanges.length > 0) {
+        this.fail(
+          new StreamError(
+            'an XA transaction changing tracked tables was prepared on this source; reshard tail does not apply two-phase XA transactions',
+            undefined,
+            'E_TAIL_XA',
+          ),
+        );
+      } else {
+        this.endTxn(e.nextPosition, e.timestamp);
+      }
+      return;
+    }
+    if (is(e, 'Query')) {
+      const sql = e.query;
+      if (/^\s*BEGIN\b/i.test(sql)) {
+        this.inTxn = true;
+        this.txnEvents++;
+        return;
+      }
+      if (/^\s*(COMMIT|ROLLBACK)\s*$/i.test(sql)) {
+        // COMMIT ends a transaction without an Xid (non-transactional engines); a logged ROLLBACK
+        // carries changes to non-transactional tables that did happen.
+        this.endTxn(e.nextPosition, e.timestamp);
+        return;
+      }
+      if (XA_START.test(sql)) {
+        this.inTxn = true;
+        this.txnEvents++;
+        return;
+      }
+      if (XA_END.test(sql)) {
+        this.txnEvents++;
+        return;
+      }
+      if (XA_FINISH.test(sql)) {
+        if (this.txnChanges.length > 0) {
+          // Rows in the same group: a one-phase commit written as a statement.
+          this.endTxn(e.nextPosition, e.timestamp);
+          return;
+        }
+        // XA COMMIT/ROLLBACK of a group prepared earlier: that group had no tracked rows (see
+        // XaPrepare), so this only moves the position.
+        this.commitGtid();
+        this.push({
+          kind: 'progress',
+          position: { file: this.file, pos: e.nextPosition, gtid: this.gtidString() },
+          timestamp: e.timestamp,
+          receivedAt: Date.now(),
+          heartbeat: false,
+          events: this.txnEvents + 1,
+        });
+        this.inTxn = false;
+        this.txnChanges = [];
+        this.txnEvents = 0;
+        return;
+      }
+      if (TXN_CONTROL.test(sql)) {
+        this.txnEvents++;
+        return;
+      }
+      // A standalone statement (DDL): its own group.
+      const info = classifyDdl(sql);
+      const tables = info ? trackedTablesTouched(info, e.schema, this.opts.database, this.trackedTables) : [];
+      this.commitGtid();
+      const position: BinlogPosition = { file: this.file, pos: e.nextPosition, gtid: this.gtidString() };
+      if (info && tables.length > 0) {
+        this.push({
+          kind: 'ddl',
+          schema: e.schema,
+          statement: sql,
+          tables,
+          safeToApply: info.safeToApply,
+          position,
+          timestamp: e.timestamp,
+          receivedAt: Date.now(),
+        });
+      } else if (!this.inTxn) {
+        this.push({
+          kind: 'progress',
+          position,
+          timestamp: e.timestamp,
+          receivedAt: Date.now(),
+          heartbeat: false,
+          events: this.txnEvents + 1,
+        });
+      }
+      this.inTxn = false;
+      this.txnChanges = [];
+      this.txnEvents = 0;
+      return;
+    }
+    if (is(e, 'TransactionPayload') || is(e, 'PartialUpdateRows')) {
+      this.fail(
+        new StreamError(
+          `the source wrote a ${e.getTypeName()} event, which cannot be decoded (binlog_transaction_compression or binlog_row_value_options=PARTIAL_JSON)`,
+          undefined,
+          'E_TAIL_UNDECODABLE',
+        ),
+      );
+      return;
+    }
+    // Format, GTID list, checkpoint, previous-GTIDs: between groups they only move the position.
+    if (!this.inTxn && e.nextPosition > 0) {
+      this.push({
+        kind: 'progress',
+        position: { file: this.file, pos: e.nextPosition, gtid: this.gtidString() },
+        timestamp: e.timestamp,
+        receivedAt: Date.now(),
+        heartbeat: false,
+        events: 1,
+      });
+    }
+  }
+}

@@ -1,0 +1,1231 @@
+/**
+ * The tailer: carries every change committed on the old shards after the copy started to the
+ * new owners, until cutover (forward), and after cutover back to the old shards (reverse).
+ *
+ * Lifecycle: `startTail(opts)` (connect, resume, start streaming; resolves once every source
+ * streams) → running (`status()`, `waitCaughtUp()`) → `stop()` (graceful: stop reading, commit
+ * what was read, record positions) — or `done` rejects with the first fatal error.
+ * `runTail(opts)` wraps that for the command: until caught up, or until a signal.
+ *
+ * Per source shard S one pipeline: a ZongjiSource (source.ts) yields whole transactions; the
+ * dispatcher routes each row change (route.ts) to target operations and appends them, per target,
+ * to that target's worker queue, in binlog order. One worker per (S, target) pair with a moving
+ * segment: it takes queued transactions in order — several per target transaction, up to
+ * `batchOps` operations — and commits them through TargetApplier with the position of the last
+ * one (the position commits in the same target transaction as the rows). Workers of different
+ * targets run in parallel; each preserves the source's order. Why that converges exactly:
+ * README.md.
+ *
+ * Resume: each worker reads its target's committed position for S; the stream restarts at the
+ * minimum over the workers (else the start position the copier recorded), and each worker skips
+ * transactions at or before its own. A transaction is applied to each target exactly once.
+ */
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Connection } from 'mysql2/promise';
+import { type ApplyPosition, type RowOp, sourceOwnerFn, TargetApplier } from '../apply/applier.js';
+import type { TableMeta } from '../apply/table.js';
+import { type Row, tupleBytes } from '../apply/values.js';
+import { connect, connectionOptions, describeEndpoint } from '../db/connect.js';
+import { classifyError, sleep } from '../db/retry.js';
+import {
+  asReshardError,
+  PreconditionError,
+  ReshardError,
+  RetriesExhaustedError,
+  UsageError,
+} from '../errors.js';
+import type { PlanIndex } from '../plan/plan-index.js';
+import type { Plan } from '../plan/types.js';
+import { readTableDefinition, requireTableDefinition } from '../preflight/schema.js';
+import { appendEvent, type ControlConnection, type Job } from '../state/control.js';
+import type { Shard, TableSpec, Topology } from '../topology/types.js';
+import { ChangeRecorder } from './changes.js';
+import { compactOps } from './compact.js';
+import { classifyDdl } from './ddl.js';
+import { imageKey, type TargetTable, targetTable } from './decode.js';
+import { createTailMetrics, serveMetrics, type TailMetrics } from './metrics.js';
+import {
+  type BinlogPosition,
+  binlogFiles,
+  comparePositions,
+  type Flavor,
+  formatPosition,
+  gtidAtPosition,
+  minPosition,
+  readMasterPosition,
+  serverFlavor,
+} from './position.js';
+import { type Owners, type RoutedOp, routeChange, sameValue } from './route.js';
+import {
+  type ChangeEvent,
+  type SourceDdl,
+  type SourceTransaction,
+  StreamError,
+  ZongjiSource,
+} from './source.js';
+import { type Direction, type MirrorRow, mirror, readStartPosition } from './status.js';
+
+/** What the tailer needs from the job context (src/job/context.ts `openJob`). */
+export interface TailContext {
+  plan: Plan;
+  from: Topology;
+  to: Topology;
+  index: PlanIndex;
+  control: ControlConnection;
+  job: Job;
+}
+
+export interface TailOptions {
+  ctx: TailContext;
+  direction?: Direction;
+  /** Tail only these source shards (default: every source shard with a moving segment). */
+  sources?: string[];
+  /** Where to start when a target has no position yet, instead of the copier's recorded one. */
+  fromPosition?: BinlogPosition;
+  /** reshard's database on each target (apply positions, parked rows). */
+  metaDb?: string;
+  /** Replay schema-only DDL on tracked tables on the targets instead of stopping. */
+  applyDdl?: boolean;
+  /** Row operations per target transaction (several source transactions are batched up to it). */
+  batchOps?: number;
+  heartbeatMs?: number;
+  statusIntervalMs?: number;
+  progressIntervalMs?: number;
+  onProgress?: (p: TailStatus) => void;
+  /** Serve Prometheus metrics on this port. */
+  metricsPort?: number;
+  /** Give up on a source that cannot be reached for this long (ms). */
+  reconnectForMs?: number;
+  /** Human notes (reconnects, DDL applied); default: none. */
+  onNote?: (text: string) => void;
+}
+
+export interface TargetStatus {
+  target: string;
+  committed: BinlogPosition | undefined;
+  appliedOps: number;
+  queuedOps: number;
+}
+
+export interface SourceStatus {
+  source: string;
+  state: MirrorRow['state'];
+  /** Minimum committed position over the source's targets: where a restart resumes. */
+  position: BinlogPosition | undefined;
+  /** Last transaction boundary read from the stream. */
+  received: BinlogPosition | undefined;
+  lagSeconds: number;
+  eventsPerSecond: number;
+  rowsPerSecond: number;
+  events: number;
+  rows: number;
+  transactions: number;
+  reconnects: number;
+  targets: TargetStatus[];
+}
+
+export interface TailStatus {
+  direction: Direction;
+  sources: SourceStatus[];
+}
+
+export interface TailHandle {
+  readonly metrics: TailMetrics;
+  /** Where `--metrics-port` serves (http://host:port/metrics), when it does. */
+  readonly metricsUrl: string | undefined;
+  status(): TailStatus;
+  /**
+   * Resolves once every source's targets have committed everything the source had committed
+   * when this was called (the source's binlog end, read then): lag 0 as of that instant.
+   */
+  waitCaughtUp(opts?: { timeoutMs?: number }): Promise<TailStatus>;
+  /** Graceful stop: stop reading, commit what was read, mirror positions. */
+  stop(): Promise<TailStatus>;
+  /** Settles when the tailer stops: resolves after stop(), rejects with the first fatal error. */
+  readonly done: Promise<TailStatus>;
+}
+
+const DEFAULTS = {
+  metaDb: '_reshard',
+  batchOps: 2000,
+  heartbeatMs: 1000,
+  statusIntervalMs: 2000,
+  progressIntervalMs: 5000,
+  reconnectForMs: 10 * 60_000,
+  maxQueuedOps: 20_000,
+  idleFlushMs: 1000,
+};
+
+/** DDL errors that mean "already applied here" when a statement is replayed on a target. */
+const ALREADY_APPLIED = new Set([
+  1050, // ER_TABLE_EXISTS_ERROR
+  1060, // ER_DUP_FIELDNAME
+  1061, // ER_DUP_KEYNAME
+  1068, // ER_MULTIPLE_PRI_KEY
+  1091, // ER_CANT_DROP_FIELD_OR_KEY
+  1826, // ER_FK_DUP_NAME
+]);
+
+// ---------------------------------------------------------------------------------------------
+
+/** A row's primary key as a string of its canonical bytes (equal exactly when the values are). */
+function pkKey(meta: TableMeta, row: Row): string {
+  return tupleBytes(meta.pk.map((i) => row[i] ?? null)).toString('latin1');
+}
+
+interface Batch {
+  ops: RowOp[];
+  position: BinlogPosition;
+  /** Estimated local commit time (ms) of the batch's first source transaction. */
+  oldest: number;
+}
+
+/** One (source, target) pair: applies the source's operations for the target, in order. */
+class Worker {
+  readonly queue: Batch[] = [];
+  queuedOps = 0;
+  committed: BinlogPosition | undefined;
+  /** The target's committed position when the run started: transactions up to it are skipped. */
+  skipUntil: BinlogPosition | undefined;
+  applying: Batch | undefined;
+  appliedOps = 0;
+  lastCommitAt = Date.now();
+  flushWanted = false;
+  stopping = false;
+  failed: unknown;
+  private wakeUp: (() => void) | undefined;
+  private roomWaiters: (() => void)[] = [];
+  loop: Promise<void> = Promise.resolve();
+
+  constructor(
+    readonly target: string,
+    readonly shard: Shard,
+    readonly applier: TargetApplier,
+    private readonly p: Pipeline,
+  ) {}
+
+  enqueue(b: Batch): void {
+    this.queue.push(b);
+    this.queuedOps += b.ops.length;
+    this.wake();
+  }
+
+  wake(): void {
+    const w = this.wakeUp;
+    this.wakeUp = undefined;
+    w?.();
+  }
+
+  /** Resolves when the queue has room (or the worker failed). */
+  room(max: number): Promise<void> {
+    if (this.queuedOps <= max || this.failed) return Promise.resolve();
+    return new Promise((r) => this.roomWaiters.push(r));
+  }
+
+  private freeRoom(): void {
+    const ws = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of ws) w();
+  }
+
+  /** True when everything read so far (up to `pos`) is committed here. */
+  reached(pos: BinlogPosition): boolean {
+    return this.committed !== undefined && comparePositions(this.committed, pos) >= 0;
+  }
+
+  oldestPending(): number | undefined {
+    return this.applying?.oldest ?? this.queue[0]?.oldest;
+  }
+
+  start(): void {
+    this.loop = this.run().catch((e: unknown) => {
+      this.failed = e;
+      this.freeRoom();
+      this.p.tailer.fail(e);
+    });
+  }
+
+  private async commit(ops: RowOp[], position: BinlogPosition): Promise<void> {
+    const pos: ApplyPosition = {
+      source: this.p.posKey,
+      file: position.file,
+      pos: position.pos,
+      gtid: position.gtid,
+    };
+    // Forward only: verify compares the old shards with the new ones.
+    if (this.p.tailer.direction === 'forward') await this.p.changes.record(ops);
+    await this.applier.apply(ops, pos);
+    this.committed = position;
+    this.lastCommitAt = Date.now();
+  }
+
+  private async run(): Promise<void> {
+    const batchOps = this.p.tailer.opts.batchOps;
+    for (;;) {
+      if (this.queue.length > 0) {
+        // Several source transactions in one target transaction, with the last one's position.
+        // Operations are grouped by table (operations on different tables commute: the
+        // applier's rows and parked rows are per table), and each table's are reduced by
+        // compact.ts to few runs of one kind, which the applier writes one statement per run.
+        const first = this.queue.shift()!;
+        const byTable = new Map<RowOp['table'], RowOp[]>();
+        let count = 0;
+        let position = first.position;
+        const add = (b: Batch) => {
+          for (const op of b.ops) {
+            let list = byTable.get(op.table);
+            if (!list) {
+              list = [];
+              byTable.set(op.table, list);
+            }
+            list.push(op);
+          }
+          count += b.ops.length;
+          position = b.position;
+        };
+        add(first);
+        while (this.queue.length > 0 && count + this.queue[0]!.ops.length <= batchOps)
+          add(this.queue.shift()!);
+        const ops: RowOp[] = [];
+        for (const [meta, list] of byTable) {
+          const exact = this.p.exactPk.get(meta) ?? false;
+          for (const op of compactOps(list, (o) => pkKey(meta, o.row), exact)) ops.push(op);
+        }
+        this.applying = { ops, position, oldest: first.oldest };
+        await this.commit(ops, position);
+        this.applying = undefined;
+        this.queuedOps -= count;
+        this.appliedOps += count;
+        this.p.tailer.metrics.appliedOps.inc({ source: this.p.name, target: this.target }, count);
+        this.freeRoom();
+        continue;
+      }
+      // Idle: move the committed position over transactions that had nothing for this target,
+      // at most once a second (or at once when a flush is wanted), so restarts and status see it.
+      const latest = this.p.latest?.position;
+      if (
+        latest &&
+        !this.reached(latest) &&
+        (this.flushWanted || this.stopping || Date.now() - this.lastCommitAt >= DEFAULTS.idleFlushMs)
+      ) {
+        await this.commit([], latest);
+        continue;
+      }
+      if (this.stopping) return;
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, DEFAULTS.idleFlushMs);
+        this.wakeUp = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Latest {
+  position: BinlogPosition;
+}
+
+/** One source shard: its stream, its dispatcher and its workers. */
+class Pipeline {
+  readonly posKey: string;
+  readonly workers = new Map<string, Worker>();
+  /** Changed keys for `reshard verify --incremental`, recorded before each target commit. */
+  readonly changes: ChangeRecorder;
+  /** Per target, per table: how to decode images for that target. */
+  private readonly targetTables = new Map<string, Map<string, TargetTable>>();
+  /** Target tables whose primary keys compare by bytes (compact.ts may reorder their ops). */
+  readonly exactPk = new WeakMap<TableMeta, boolean>();
+  /** The source's own tables: shard-key extraction and primary-key comparison. */
+  private readonly sourceTables = new Map<string, TargetTable>();
+  latest: Latest | undefined;
+  state: MirrorRow['state'] = 'starting';
+  private conn: Connection | undefined;
+  private flavor: Flavor = 'mariadb';
+  private clockOffsetMs = 0;
+  private source: ZongjiSource | undefined;
+  private current: ChangeEvent | undefined;
+  private stopping = false;
+  private loop: Promise<void> = Promise.resolve();
+  private startPosition: BinlogPosition | undefined;
+  private readonly tables: TableSpec[];
+  private lastHeard = Date.now();
+  events = 0;
+  rows = 0;
+  transactions = 0;
+  reconnects = 0;
+  private samples: { t: number; events: number; rows: number }[] = [];
+
+  constructor(
+    readonly tailer: Tailer,
+    readonly name: string,
+    readonly shard: Shard,
+    readonly targets: Shard[],
+  ) {
+    this.posKey = tailer.direction === 'forward' ? name : `reverse:${name}`;
+    this.tables = tailer.sourceSide.tables;
+    this.changes = new ChangeRecorder(tailer.ctx.control, tailer.ctx.job.id, name);
+  }
+
+  get label(): string {
+    return `source ${this.name}`;
+  }
+
+  private async sourceConn(): Promise<Connection> {
+    if (!this.conn) this.conn = await connect(this.shard.endpoint, this.label, { withDatabase: false });
+    return this.conn;
+  }
+
+  /** Run a query on the source's own connection, replacing it once if it was lost. */
+  private async onSource<T>(fn: (c: Connection) => Promise<T>): Promise<T> {
+    try {
+      return await fn(await this.sourceConn());
+    } catch (e) {
+      if (classifyError(e) !== 'reconnect' && !(e instanceof PreconditionError && e.code === 'E_CONNECT'))
+        throw e;
+      this.conn?.destroy();
+      this.conn = undefined;
+      return fn(await this.sourceConn());
+    }
+  }
+
+  async setup(): Promise<void> {
+    const t = this.tailer;
+    const conn = await this.sourceConn();
+    this.flavor = (await serverFlavor(conn)).flavor;
+    await this.checkBinlogSettings(conn);
+    await this.measureClock(conn);
+    const db = this.shard.endpoint.database;
+    for (const spec of this.tables) {
+      const def = await requireTableDefinition(conn, db, spec.name, this.label, { flavor: this.flavor });
+      this.sourceTables.set(spec.name, targetTable(def, spec));
+    }
+    // One worker per target this source has a moving segment to.
+    for (const target of this.targets) {
+      const applier = new TargetApplier({
+        jobId: t.ctx.job.id,
+        target: target.name,
+        metaDb: t.opts.metaDb,
+        sourceOwnerOf: t.sourceOwnerOf,
+        connect: () => connect(target.endpoint, `target ${target.name}`),
+        attempts: 30,
+      });
+      await applier.open();
+      const w = new Worker(target.name, target, applier, this);
+      const applied = await applier.appliedPosition(this.posKey);
+      if (applied) {
+        w.skipUntil = { file: applied.file, pos: applied.pos, gtid: applied.gtid };
+        w.committed = w.skipUntil;
+      }
+      this.workers.set(target.name, w);
+      await this.loadTargetTables(target);
+    }
+    const applied = [...this.workers.values()].map((w) => w.skipUntil);
+    let start: BinlogPosition | undefined;
+    if (applied.every((p) => p !== undefined)) {
+      start = minPosition(applied as BinlogPosition[]);
+    } else {
+      const initial =
+        t.opts.fromPosition ??
+        (await readStartPosition(t.ctx.control.conn, t.ctx.job.id, this.name, t.direction));
+      if (!initial) {
+        throw new PreconditionError(
+          'E_TAIL_NO_START',
+          `${this.label}: no start position is recorded for the ${t.direction} stream and no target has applied anything yet`,
+          {
+            hint:
+              t.direction === 'forward'
+                ? 'start the copy first (`reshard copy` records where tailing begins), or pass --source and --from-position FILE:POS'
+                : 'cutover records where reverse tailing begins; or pass --source and --from-position FILE:POS',
+          },
+        );
+      }
+      // A target with a position resumes there; the others start from the initial position.
+      const known = applied.filter((p): p is BinlogPosition => p !== undefined);
+      start = minPosition([initial, ...known]);
+    }
+    if (start && start.gtid === undefined) {
+      start = { ...start, gtid: await gtidAtPosition(conn, this.flavor, start).catch(() => undefined) };
+    }
+    this.startPosition = start;
+    await this.checkNotPurged(start!);
+  }
+
+  private async loadTargetTables(target: Shard): Promise<void> {
+    const c = await connect(target.endpoint, `target ${target.name}`);
+    try {
+      const m = new Map<string, TargetTable>();
+      for (const spec of this.tables) {
+        const def = await requireTableDefinition(
+          c,
+          target.endpoint.database,
+          spec.name,
+          `target ${target.name}`,
+        );
+        const tt = targetTable(def, spec);
+        this.exactPk.set(tt.meta, tt.pkExact);
+        m.set(spec.name, tt);
+      }
+      this.targetTables.set(target.name, m);
+    } finally {
+      await c.end().catch(() => c.destroy());
+    }
+  }
+
+  private async checkBinlogSettings(conn: Connection): Promise<void> {
+    const [rows] = await conn.query(
+      'SELECT @@GLOBAL.log_bin AS logBin, @@GLOBAL.binlog_format AS fmt, @@GLOBAL.binlog_row_image AS img',
+    );
+    const r = (rows as Record<string, unknown>[])[0] ?? {};
+    const where = describeEndpoint(this.shard.endpoint);
+    if (String(r.logBin) !== '1' && String(r.logBin).toUpperCase() !== 'ON') {
+      throw new PreconditionError('E_BINLOG_OFF', `${this.label} (${where}) has no binary log`, {
+        hint: 'enable log_bin (with binlog_format=ROW, binlog_row_image=FULL) and restart the server',
+      });
+    }
+    if (String(r.fmt).toUpperCase() !== 'ROW') {
+      throw new PreconditionError(
+        'E_BINLOG_FORMAT',
+        `${this.label} (${where}) has binlog_format=${String(r.fmt)}; the tailer needs ROW`,
+        { hint: "SET GLOBAL binlog_format = 'ROW' (and binlog_format=ROW under [mysqld]), then re-copy" },
+      );
+    }
+    if (String(r.img).toUpperCase() !== 'FULL') {
+      throw new PreconditionError(
+        'E_ROW_IMAGE',
+        `${this.label} (${where}) has binlog_row_image=${String(r.img)}; the tailer upserts full after-images and needs FULL`,
+        { hint: "SET GLOBAL binlog_row_image = 'FULL' (and in the config file), then re-copy" },
+      );
+    }
+  }
+
+  private async measureClock(conn: Connection): Promise<void> {
+    const t0 = Date.now();
+    const [rows] = await conn.query('SELECT UNIX_TIMESTAMP(NOW(6)) AS now');
+    const t1 = Date.now();
+    const src = Number((rows as Record<string, unknown>[])[0]?.now) * 1000;
+    if (Number.isFinite(src)) this.clockOffsetMs = src - (t0 + t1) / 2;
+  }
+
+  private async checkNotPurged(p: BinlogPosition): Promise<void> {
+    const files = await this.onSource((c) => binlogFiles(c));
+    if (!files.includes(p.file)) {
+      throw new PreconditionError(
+        'E_BINLOG_PURGED',
+        `${this.label}: binlog ${p.file} (needed to continue from ${formatPosition(p)}) is no longer on the server; the oldest it has is ${files[0] ?? 'none'}`,
+        {
+          hint: 'the changes since that position are lost to the tailer: a re-copy is needed (cancel this job and start a new copy); keep binlogs longer (binlog_expire_logs_seconds / expire_logs_days) than the copy and catch-up take',
+          data: { source: this.name, position: formatPosition(p), oldest: files[0] },
+        },
+      );
+    }
+  }
+
+  /** Commit time of a source event on the local clock (event timestamps have 1 s resolution). */
+  private commitEstimate(ts: number, receivedAt: number): number {
+    if (ts <= 0) return receivedAt;
+    return Math.min(ts - this.clockOffsetMs + 500, receivedAt);
+  }
+
+  start(): void {
+    for (const w of this.workers.values()) w.start();
+    this.loop = this.dispatch().catch((e: unknown) => {
+      this.state = 'failed';
+      this.tailer.fail(e);
+    });
+  }
+
+  private async dispatch(): Promise<void> {
+    const t = this.tailer;
+    let attempt = 0;
+    let failingSince: number | undefined;
+    while (!this.stopping) {
+      const from = this.latest?.position ?? this.startPosition!;
+      const src = new ZongjiSource({
+        connection: connectionOptions(this.shard.endpoint, this.label, false),
+        flavor: this.flavor,
+        serverId: t.serverIdFor(this.name),
+        database: this.shard.endpoint.database,
+        tables: this.tables.map((s) => s.name),
+        heartbeatMs: t.opts.heartbeatMs,
+        maxBufferedRows: DEFAULTS.maxQueuedOps,
+      });
+      this.source = src;
+      let streamError: unknown;
+      try {
+        await src.start(from);
+      } catch (e) {
+        streamError = e;
+      }
+      if (streamError === undefined) {
+        this.state = 'running';
+        for (;;) {
+          let ev: ChangeEvent;
+          try {
+            ev = await src.next();
+          } catch (e) {
+            streamError = e;
+            break;
+          }
+          attempt = 0;
+          failingSince = undefined;
+          this.lastHeard = Date.now();
+          this.current = ev;
+          await this.handle(ev);
+          this.current = undefined;
+        }
+      }
+      await src.stop();
+      if (this.stopping) break;
+      await this.classifyStreamError(streamError, from);
+      // Reconnectable: back off, then resume from the last boundary read.
+      this.state = 'reconnecting';
+      this.reconnects++;
+      t.metrics.reconnects.inc({ source: this.name });
+      failingSince ??= Date.now();
+      if (Date.now() - failingSince > t.opts.reconnectForMs) {
+        const e = streamError as Error;
+        throw new RetriesExhaustedError(
+          'E_TAIL_SOURCE_LOST',
+          `${this.label}: the binlog stream could not be re-established for ${Math.round(t.opts.reconnectForMs / 1000)} s: ${e?.message ?? String(e)}`,
+          {
+            hint: 'check that the source server is up and reachable; re-running reshard tail resumes from the committed positions',
+            cause: e,
+          },
+        );
+      }
+      const delay = Math.min(10_000, 200 * 2 ** attempt++) * (0.5 + Math.random() / 2);
+      t.note(
+        `${this.label}: binlog stream lost (${(streamError as Error)?.message ?? streamError}); reconnecting in ${Math.round(delay)} ms from ${formatPosition(this.latest?.position ?? from)}`,
+      );
+      await sleep(delay, t.stopSignal).catch(() => undefined);
+      this.conn?.destroy();
+      this.conn = undefined;
+    }
+  }
+
+  /** Throws the fatal error a stream error stands for; returns when reconnecting may help. */
+  private async classifyStreamError(e: unknown, from: BinlogPosition): Promise<void> {
+    const err = e as { errno?: number; code?: string; message?: string };
+    if (err?.errno === 1236 || err?.errno === 1945 || err?.errno === 1955) {
+      const p = this.latest?.position ?? from;
+      let files: string[] | undefined;
+      try {
+        files = await this.onSource((c) => binlogFiles(c));
+      } catch {
+        files = undefined;
+      }
+      if (files && !files.includes(p.file)) await this.checkNotPurged(p);
+      throw new PreconditionError(
+        'E_BINLOG_POSITION',
+        `${this.label}: the server refused to stream from ${formatPosition(p)}: ${err.message ?? ''}`,
+        {
+          hint: 'the binlog no longer holds that position (purged, or lost in a crash of the source): a re-copy is needed',
+          cause: e,
+        },
+      );
+    }
+    if (err?.errno === 1045 || err?.errno === 1227 || err?.errno === 1142) {
+      throw new PreconditionError(
+        'E_TAIL_GRANTS',
+        `${this.label}: the server refused the binlog stream: ${err.message}`,
+        {
+          hint: 'the topology user needs REPLICATION SLAVE and REPLICATION CLIENT (GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO …); `reshard preflight` checks grants',
+          cause: e,
+        },
+      );
+    }
+    if (err?.code === 'E_TAIL_XA' || err?.code === 'E_TAIL_UNDECODABLE') {
+      throw new PreconditionError(err.code, `${this.label}: ${err.message}`, {
+        hint: 'see the message; reshard tail cannot continue past this event',
+        cause: e,
+      });
+    }
+    if (e instanceof StreamError && e.code === 'PROTOCOL_CONNECTION_LOST') return;
+    if (e instanceof ReshardError) throw e;
+    if (classifyError(e) !== 'fatal') return;
+    throw new ReshardError(
+      'bug',
+      'E_TAIL_STREAM',
+      `${this.label}: binlog stream failed: ${err?.message ?? e}`,
+      {
+        hint: 'this is unexpected; re-running reshard tail resumes from the committed positions. Please report it.',
+        cause: e,
+      },
+    );
+  }
+
+  private async handle(ev: ChangeEvent): Promise<void> {
+    const t = this.tailer;
+    this.events += ev.kind === 'ddl' ? 1 : ev.events;
+    t.metrics.events.inc({ source: this.name }, ev.kind === 'ddl' ? 1 : ev.events);
+    if (ev.kind === 'transaction') {
+      this.rows += ev.changes.length;
+      this.transactions++;
+      t.metrics.rows.inc({ source: this.name }, ev.changes.length);
+      t.metrics.transactions.inc({ source: this.name });
+      // Backpressure before routing, so the transaction's operations enter the queues together.
+      for (const w of this.workers.values()) {
+        await w.room(DEFAULTS.maxQueuedOps);
+        if (w.failed) throw w.failed;
+      }
+      this.dispatchTransaction(ev);
+    } else if (ev.kind === 'ddl') {
+      await this.handleDdl(ev);
+    }
+    this.latest = { position: ev.position };
+    for (const w of this.workers.values()) w.wake();
+  }
+
+  private owners(table: string, img: Record<string, unknown>): Owners {
+    const key = imageKey(this.sourceTables.get(table)!, img);
+    const seg = this.tailer.ctx.index.segmentOf(key);
+    return this.tailer.direction === 'forward'
+      ? { old: seg.from, new: seg.to, moves: seg.moves }
+      : { old: seg.to, new: seg.from, moves: seg.moves };
+  }
+
+  private readonly routeCtx = {
+    source: '',
+    owners: (table: string, img: Record<string, unknown>) => this.owners(table, img),
+    samePk: (table: string, a: Record<string, unknown>, b: Record<string, unknown>) => {
+      const m = this.sourceTables.get(table)!.meta;
+      return m.pk.every((i) => sameValue(a[m.columns[i]!], b[m.columns[i]!]));
+    },
+  };
+
+  private dispatchTransaction(txn: SourceTransaction): void {
+    this.routeCtx.source = this.name;
+    const routed: RoutedOp[] = [];
+    for (const ch of txn.changes) routeChange(ch, this.routeCtx, routed);
+    if (routed.length === 0) return;
+    const perTarget = new Map<string, RowOp[]>();
+    for (const r of routed) {
+      const w = this.workers.get(r.target);
+      if (!w) {
+        throw new ReshardError(
+          'bug',
+          'E_BUG',
+          `${this.label}: a row routes to target ${r.target}, but the plan has no moving segment ${this.name} → ${r.target}`,
+          { hint: 'this is a defect in reshard (plan and router disagree); please report it' },
+        );
+      }
+      if (w.skipUntil && comparePositions(txn.position, w.skipUntil) <= 0) continue;
+      const tt = this.targetTables.get(r.target)!.get(r.table)!;
+      let ops = perTarget.get(r.target);
+      if (!ops) {
+        ops = [];
+        perTarget.set(r.target, ops);
+      }
+      ops.push({ kind: r.kind, table: tt.meta, source: this.name, row: tt.decode(r.image) });
+    }
+    const oldest = this.commitEstimate(txn.timestamp, txn.receivedAt);
+    for (const [target, ops] of perTarget)
+      this.workers.get(target)!.enqueue({ ops, position: txn.position, oldest });
+  }
+
+  /** Wait until every worker has committed everything dispatched so far. */
+  private async flushAll(): Promise<void> {
+    const latest = this.latest;
+    if (!latest) return;
+    for (const w of this.workers.values()) {
+      w.flushWanted = true;
+      w.wake();
+    }
+    try {
+      while (![...this.workers.values()].every((w) => w.queue.length === 0 && w.reached(latest.position))) {
+        for (const w of this.workers.values()) if (w.failed) throw w.failed;
+        await sleep(20);
+      }
+    } finally {
+      for (const w of this.workers.values()) w.flushWanted = false;
+    }
+  }
+
+  private async handleDdl(ev: SourceDdl): Promise<void> {
+    const t = this.tailer;
+    await this.flushAll();
+    const pending = [...this.workers.values()].filter(
+      (w) => !(w.skipUntil && comparePositions(ev.position, w.skipUntil) <= 0),
+    );
+    if (pending.length === 0) return;
+    const stmt = ev.statement.length > 2000 ? `${ev.statement.slice(0, 2000)}…` : ev.statement;
+    if (!t.opts.applyDdl || !ev.safeToApply) {
+      const hint = ev.safeToApply
+        ? 'positions are committed up to just before it. Re-run reshard tail with --apply-ddl to replay it on the targets (a change already made there by hand is recognised), and make the same change on the other sources'
+        : `a ${classifyDdl(ev.statement)?.kind ?? 'DDL'} on a tracked table cannot be replayed on targets, which hold other sources' rows too: the copy of ${ev.tables.join(', ')} is no longer valid — cancel this job and start a new one (re-copy)`;
+      throw new PreconditionError(
+        'E_TAIL_DDL',
+        `${this.label}: DDL on tracked table ${ev.tables.join(', ')} at ${formatPosition(ev.position)}: ${stmt}`,
+        {
+          hint,
+          data: { source: this.name, statement: ev.statement, tables: ev.tables, position: ev.position },
+        },
+      );
+    }
+    for (const w of pending) await this.applyDdlOn(w.shard, ev);
+    for (const w of pending) await this.loadTargetTables(w.shard);
+    const conn = await this.sourceConn();
+    for (const spec of this.tables.filter((s) => ev.tables.includes(s.name))) {
+      const def = await readTableDefinition(conn, this.shard.endpoint.database, spec.name);
+      if (def) this.sourceTables.set(spec.name, targetTable(def, spec));
+    }
+    t.note(`${this.label}: applied DDL to ${pending.map((w) => w.target).join(', ')}: ${stmt}`);
+  }
+
+  private async applyDdlOn(target: Shard, ev: SourceDdl): Promise<void> {
+    const info = classifyDdl(ev.statement);
+    const tdb = target.endpoint.database;
+    for (const ref of info?.tables ?? []) {
+      if (ref.schema !== undefined && ref.schema !== tdb) {
+        throw new PreconditionError(
+          'E_TAIL_DDL_QUALIFIED',
+          `${this.label}: the DDL names database ${ref.schema}, but target ${target.name} uses database ${tdb}: ${ev.statement}`,
+          { hint: `make the change on ${target.name} by hand, then re-run with --apply-ddl` },
+        );
+      }
+    }
+    const c = await connect(target.endpoint, `target ${target.name}`);
+    try {
+      await c.query(ev.statement);
+    } catch (e) {
+      const errno = (e as { errno?: number }).errno;
+      if (errno === undefined || !ALREADY_APPLIED.has(errno)) throw e;
+    } finally {
+      await c.end().catch(() => c.destroy());
+    }
+  }
+
+  /** The source's binlog end right now (waiting, until `deadline`, while the source is unreachable). */
+  async masterPosition(deadline = Number.POSITIVE_INFINITY): Promise<BinlogPosition> {
+    for (;;) {
+      try {
+        return await this.onSource((c) => readMasterPosition(c, this.flavor));
+      } catch (e) {
+        const reconnect =
+          classifyError(e) !== 'fatal' || (e instanceof PreconditionError && e.code === 'E_CONNECT');
+        if (!reconnect || Date.now() > deadline) throw e;
+        this.tailer.throwIfFailed();
+        await sleep(500);
+      }
+    }
+  }
+
+  startAt(): BinlogPosition | undefined {
+    return this.startPosition;
+  }
+
+  committedMin(): BinlogPosition | undefined {
+    const ps = [...this.workers.values()].map((w) => w.committed);
+    if (ps.some((p) => p === undefined)) return undefined;
+    return minPosition(ps as BinlogPosition[]);
+  }
+
+  lagSeconds(): number {
+    const now = Date.now();
+    let oldest: number | undefined;
+    const consider = (x: number | undefined) => {
+      if (x !== undefined && (oldest === undefined || x < oldest)) oldest = x;
+    };
+    for (const w of this.workers.values()) consider(w.oldestPending());
+    const cur = this.current;
+    if (cur && cur.kind !== 'progress') consider(this.commitEstimate(cur.timestamp, cur.receivedAt));
+    const buffered = this.source?.oldestBuffered();
+    if (buffered && buffered.kind !== 'progress')
+      consider(this.commitEstimate(buffered.timestamp, buffered.receivedAt));
+    if (oldest !== undefined) return Math.max(0, (now - oldest) / 1000);
+    const heard = Math.max(this.lastHeard, this.source?.lastMessage ?? 0);
+    const live = this.state === 'running' && now - heard < 2 * this.tailer.opts.heartbeatMs + 1000;
+    return live ? 0 : Math.max(0, (now - heard) / 1000);
+  }
+
+  lastHeardAt(): number {
+    return Math.max(this.lastHeard, this.source?.lastMessage ?? 0);
+  }
+
+  sample(now: number): void {
+    this.samples.push({ t: now, events: this.events, rows: this.rows });
+    while (this.samples.length > 2 && now - this.samples[0]!.t > 5000) this.samples.shift();
+  }
+
+  rates(): { eventsPerSecond: number; rowsPerSecond: number } {
+    const a = this.samples[0];
+    const b = this.samples.at(-1);
+    if (!a || !b || b.t === a.t) return { eventsPerSecond: 0, rowsPerSecond: 0 };
+    const dt = (b.t - a.t) / 1000;
+    return { eventsPerSecond: (b.events - a.events) / dt, rowsPerSecond: (b.rows - a.rows) / dt };
+  }
+
+  status(): SourceStatus {
+    return {
+      source: this.name,
+      state: this.state,
+      position: this.committedMin(),
+      received: this.latest?.position,
+      lagSeconds: this.lagSeconds(),
+      ...this.rates(),
+      events: this.events,
+      rows: this.rows,
+      transactions: this.transactions,
+      reconnects: this.reconnects,
+      targets: [...this.workers.values()].map((w) => ({
+        target: w.target,
+        committed: w.committed,
+        appliedOps: w.appliedOps,
+        queuedOps: w.queuedOps,
+      })),
+    };
+  }
+
+  /** Resolves once every worker committed at least `pos` (the stream read past it). */
+  async waitFor(pos: BinlogPosition, deadline: number): Promise<void> {
+    for (const w of this.workers.values()) w.flushWanted = true;
+    try {
+      for (;;) {
+        this.tailer.throwIfFailed();
+        const latest = this.latest;
+        if (latest && comparePositions(latest.position, pos) >= 0) {
+          for (const w of this.workers.values()) w.wake();
+          if ([...this.workers.values()].every((w) => w.reached(pos))) return;
+        }
+        if (Date.now() > deadline) {
+          throw new RetriesExhaustedError(
+            'E_TAIL_NOT_CAUGHT_UP',
+            `${this.label}: not caught up with ${formatPosition(pos)} in time (read up to ${formatPosition(latest?.position)}, committed ${formatPosition(this.committedMin())})`,
+            {
+              hint: 'the tailer is slower than the write load or a server is unreachable; see the progress lines',
+            },
+          );
+        }
+        await sleep(25);
+      }
+    } finally {
+      for (const w of this.workers.values()) w.flushWanted = false;
+    }
+  }
+
+  /** Graceful stop: stop reading, let the workers commit what was read. */
+  async stop(): Promise<void> {
+    this.stopping = true;
+    await this.source?.stop();
+    await this.loop;
+    for (const w of this.workers.values()) {
+      w.stopping = true;
+      w.wake();
+    }
+    await Promise.all([...this.workers.values()].map((w) => w.loop));
+    if (this.state !== 'failed') this.state = 'stopped';
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.workers.values()].map((w) => w.applier.close().catch(() => undefined)));
+    await this.conn?.end().catch(() => this.conn?.destroy());
+    this.conn = undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+class Tailer implements TailHandle {
+  readonly opts: Required<
+    Omit<TailOptions, 'ctx' | 'sources' | 'fromPosition' | 'onProgress' | 'metricsPort' | 'onNote'>
+  > &
+    TailOptions;
+  readonly direction: Direction;
+  readonly sourceSide: Topology;
+  readonly targetSide: Topology;
+  readonly sourceOwnerOf: ReturnType<typeof sourceOwnerFn>;
+  readonly metrics: TailMetrics;
+  readonly pipelines: Pipeline[] = [];
+  private readonly stopController = new AbortController();
+  private failure: unknown;
+  private stopping: Promise<TailStatus> | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private mirroring: Promise<void> = Promise.resolve();
+  private server: import('node:http').Server | undefined;
+  metricsUrl: string | undefined;
+  private resolveDone!: (s: TailStatus) => void;
+  private rejectDone!: (e: unknown) => void;
+  readonly done: Promise<TailStatus>;
+  private readonly locks: string[] = [];
+
+  constructor(
+    readonly ctx: TailContext,
+    opts: TailOptions,
+  ) {
+    const given = Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) as TailOptions;
+    this.opts = {
+      direction: 'forward',
+      metaDb: DEFAULTS.metaDb,
+      applyDdl: false,
+      batchOps: DEFAULTS.batchOps,
+      heartbeatMs: DEFAULTS.heartbeatMs,
+      statusIntervalMs: DEFAULTS.statusIntervalMs,
+      progressIntervalMs: DEFAULTS.progressIntervalMs,
+      reconnectForMs: DEFAULTS.reconnectForMs,
+      ...given,
+    };
+    this.direction = this.opts.direction;
+    this.sourceSide = this.direction === 'forward' ? ctx.from : ctx.to;
+    this.targetSide = this.direction === 'forward' ? ctx.to : ctx.from;
+    const side = this.direction === 'forward' ? 'from' : 'to';
+    this.sourceOwnerOf = sourceOwnerFn((k) => ctx.index.ownerOf(side, k));
+    this.metrics = createTailMetrics(() => {
+      const m = new Map<string, { lagSeconds: number; eventsPerSecond: number; rowsPerSecond: number }>();
+      for (const p of this.pipelines) m.set(p.name, { lagSeconds: p.lagSeconds(), ...p.rates() });
+      return m;
+    });
+    this.done = new Promise<TailStatus>((res, rej) => {
+      this.resolveDone = res;
+      this.rejectDone = rej;
+    });
+    // `done` is observed by whoever awaits it; never let it be an unhandled rejection meanwhile.
+    this.done.catch(() => undefined);
+  }
+
+  get stopSignal(): AbortSignal {
+    return this.stopController.signal;
+  }
+
+  note(text: string): void {
+    this.opts.onNote?.(text);
+  }
+
+  /** A replication server id stable per (control schema, job, direction, source), unlikely to clash. */
+  serverIdFor(source: string): number {
+    const h = createHash('sha256')
+      .update(`${this.ctx.control.database}\0${this.ctx.job.name}\0${this.direction}\0${source}`)
+      .digest();
+    return 0x40000000 + (h.readUInt32BE(0) % 0x3fffffff);
+  }
+
+  fail(e: unknown): void {
+    if (this.failure !== undefined) return;
+    this.failure = e ?? new Error('unknown failure');
+    // The failure surfaces through `done` (and stop()'s callers); this call only winds down.
+    this.stop().catch(() => undefined);
+  }
+
+  throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure;
+  }
+
+  private plannedPairs(): Map<string, string[]> {
+    const pairs = new Map<string, Set<string>>();
+    for (const s of this.ctx.plan.segments) {
+      if (!s.moves) continue;
+      const [src, dst] = this.direction === 'forward' ? [s.from, s.to] : [s.to, s.from];
+      let set = pairs.get(src);
+      if (!set) {
+        set = new Set();
+        pairs.set(src, set);
+      }
+      set.add(dst);
+    }
+    return new Map([...pairs].map(([k, v]) => [k, [...v].sort()]));
+  }
+
+  async start(): Promise<void> {
+    const pairs = this.plannedPairs();
+    const shardOf = (topo: Topology, name: string) => topo.shards.find((s) => s.name === name);
+    let names = this.sourceSide.shards.map((s) => s.name).filter((n) => pairs.has(n));
+    if (this.opts.sources?.length) {
+      for (const n of this.opts.sources) {
+        if (!shardOf(this.sourceSide, n)) {
+          throw new UsageError(
+            'E_TAIL_SOURCE',
+            `--source ${n}: no such shard on the ${this.direction === 'forward' ? 'from' : 'to'} side`,
+            { hint: `use one of: ${this.sourceSide.shards.map((s) => s.name).join(', ')}` },
+          );
+        }
+      }
+      const idle = this.opts.sources.filter((n) => !pairs.has(n));
+      if (idle.length) {
+        throw new UsageError(
+          'E_TAIL_SOURCE',
+          `--source ${idle.join(', ')}: no segment moves away from ${idle.length === 1 ? 'it' : 'them'} in this plan, so there is nothing to tail`,
+          { hint: `sources with moving segments: ${[...pairs.keys()].sort().join(', ') || 'none'}` },
+        );
+      }
+      names = names.filter((n) => this.opts.sources!.includes(n));
+    }
+    if (names.length === 0) this.note('no segment of this plan moves: nothing to tail');
+    if (this.opts.fromPosition && names.length !== 1) {
+      throw new UsageError('E_TAIL_FROM_POSITION', '--from-position needs exactly one source', {
+        hint: 'add --source NAME (a binlog position belongs to one server)',
+      });
+    }
+    for (const n of names) {
+      const targets = pairs.get(n)!.map((t) => shardOf(this.targetSide, t)!);
+      this.pipelines.push(new Pipeline(this, n, shardOf(this.sourceSide, n)!, targets));
+    }
+    try {
+      for (const p of this.pipelines) await this.lock(p.name);
+      await Promise.all(this.pipelines.map((p) => p.setup()));
+      if (this.opts.metricsPort !== undefined) {
+        this.server = await serveMetrics(this.metrics.registry, this.opts.metricsPort);
+        const addr = this.server.address();
+        if (addr && typeof addr === 'object') this.metricsUrl = `http://127.0.0.1:${addr.port}/metrics`;
+        this.note(`metrics at ${this.metricsUrl}`);
+      }
+      await appendEvent(this.ctx.control.conn, this.ctx.job.id, 'tail-start', {
+        direction: this.direction,
+        tailer: `${hostname()}:${process.pid}`,
+        sources: this.pipelines.map((p) => ({
+          source: p.name,
+          from: p.startAt(),
+          targets: p.targets.map((t) => t.name),
+        })),
+      });
+    } catch (e) {
+      await Promise.all(this.pipelines.map((p) => p.close()));
+      await this.unlock();
+      throw e;
+    }
+    for (const p of this.pipelines) p.start();
+    const tick = setInterval(() => {
+      const now = Date.now();
+      for (const p of this.pipelines) p.sample(now);
+    }, 1000);
+    const mirrorTimer = setInterval(() => this.mirrorNow(), this.opts.statusIntervalMs);
+    this.timers.push(tick, mirrorTimer);
+    if (this.opts.onProgress) {
+      const onProgress = this.opts.onProgress;
+      this.timers.push(setInterval(() => onProgress(this.status()), this.opts.progressIntervalMs));
+    }
+    for (const t of this.timers) t.unref();
+    const now = Date.now();
+    for (const p of this.pipelines) p.sample(now);
+  }
+
+  private lockName(source: string): string {
+    const h = createHash('sha256')
+      .update(`${this.ctx.control.database}\0${this.ctx.job.id}\0${this.direction}\0${source}`)
+      .digest('hex');
+    return `reshard_tail_${h.slice(0, 48)}`;
+  }
+
+  private async lock(source: string): Promise<void> {
+    const name = this.lockName(source);
+    const [rows] = await this.ctx.control.conn.query('SELECT GET_LOCK(?, 10) AS got', [name]);
+    if (String((rows as Record<string, unknown>[])[0]?.got) !== '1') {
+      throw new PreconditionError(
+        'E_TAIL_RUNNING',
+        `another reshard tail is already streaming source ${source} (${this.direction}) for job ${this.ctx.job.name}`,
+        { hint: 'stop the other tailer first; one stream per source keeps positions consistent' },
+      );
+    }
+    this.locks.push(name);
+  }
+
+  private async unlock(): Promise<void> {
+    for (const name of this.locks.splice(0)) {
+      await this.ctx.control.conn.query('DO RELEASE_LOCK(?)', [name]).catch(() => undefined);
+    }
+  }
+
+  private mirrorNow(): Promise<void> {
+    this.mirroring = this.mirroring.then(async () => {
+      for (const p of this.pipelines) {
+        const s = p.status();
+        try {
+          await mirror(this.ctx.control.conn, {
+            jobId: this.ctx.job.id,
+            shard: p.name,
+            direction: this.direction,
+            position: s.position,
+            lagSeconds: s.lagSeconds,
+            eventsPerSecond: s.eventsPerSecond,
+            rowsPerSecond: s.rowsPerSecond,
+            lastEventAt: p.lastHeardAt(),
+            state: s.state,
+            tailer: `${hostname()}:${process.pid}`,
+          });
+        } catch (e) {
+          this.note(`could not record ${p.name}'s position in the control schema: ${(e as Error).message}`);
+        }
+      }
+    });
+    return this.mirroring;
+  }
+
+  status(): TailStatus {
+    return { direction: this.direction, sources: this.pipelines.map((p) => p.status()) };
+  }
+
+  async waitCaughtUp(opts: { timeoutMs?: number } = {}): Promise<TailStatus> {
+    const deadline = Date.now() + (opts.timeoutMs ?? Number.POSITIVE_INFINITY);
+    this.throwIfFailed();
+    const targets = await Promise.all(this.pipelines.map((p) => p.masterPosition(deadline)));
+    await Promise.all(this.pipelines.map((p, i) => p.waitFor(targets[i]!, deadline)));
+    return this.status();
+  }
+
+  stop(): Promise<TailStatus> {
+    if (!this.stopping) {
+      this.stopping = (async () => {
+        this.stopController.abort(new Error('stopped'));
+        for (const t of this.timers) clearInterval(t);
+        await Promise.all(this.pipelines.map((p) => p.stop()));
+        const failed = this.failure !== undefined;
+        for (const p of this.pipelines) if (failed && p.state !== 'stopped') p.state = 'failed';
+        await this.mirrorNow();
+        const e = this.failure === undefined ? undefined : asReshardError(this.failure);
+        await appendEvent(this.ctx.control.conn, this.ctx.job.id, e ? 'tail-failed' : 'tail-stop', {
+          direction: this.direction,
+          sources: this.pipelines.map((p) => ({ source: p.name, position: p.committedMin() })),
+          ...(e ? { error: e.toJSON() } : {}),
+        }).catch(() => undefined);
+        await Promise.all(this.pipelines.map((p) => p.close()));
+        await this.unlock();
+        await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
+        const s = this.status();
+        if (this.failure !== undefined) this.rejectDone(this.failure);
+        else this.resolveDone(s);
+        return s;
+      })();
+    }
+    return this.stopping.then((s) => {
+      if (this.failure !== undefined) throw this.failure;
+      return s;
+    });
+  }
+}
+
+/** Start tailing; resolves once every source streams (see the header for the lifecycle). */
+export async function startTail(opts: TailOptions): Promise<TailHandle> {
+  const t = new Tailer(opts.ctx, opts);
+  await t.start();
+  return t;
+}
+
+/**
+ * Tail until every source is caught up (`untilCaughtUp`), or until `signal` aborts; then stop
+ * gracefully. Rejects with the first fatal error (after stopping everything else cleanly).
+ */
+export async function runTail(
+  opts: TailOptions & { untilCaughtUp?: boolean; signal?: AbortSignal },
+): Promise<TailStatus> {
+  const t = await startTail(opts);
+  try {
+    if (opts.untilCaughtUp) {
+      await Promise.race([t.waitCaughtUp(), t.done]);
+    } else {
+      await Promise.race([
+        t.done,
+        new Promise<void>((resolve) => {
+          if (!opts.signal || opts.signal.aborted) return resolve();
+          opts.signal.addEventListener('abort', () => resolve(), { once: true });
+        }),
+      ]);
+    }
+  } catch (e) {
+    await t.stop().catch(() => undefined);
+    throw e;
+  }
+  return t.stop();
+}

@@ -1,0 +1,340 @@
+/**
+ * The copier: copies one page of one (source, table) to its new owners.
+ *
+ * Lifecycle of a page (the convergence argument is in src/apply/README.md and README.md here):
+ *   source: START TRANSACTION (READ COMMITTED) → SELECT … WHERE lower < pk <= upper [AND moving]
+ *           ORDER BY pk LIMIT n LOCK IN SHARE MODE
+ *   route:  each row to index.ownerOf('to', key); rows whose segment stays, or that this source
+ *           does not own, are skipped
+ *   targets: per target, one transaction per batch — LOAD DATA when every row inserts cleanly
+ *           (bulk.ts), else TargetApplier.apply — all committed
+ *   source: COMMIT (releases the shared locks)
+ * The shared locks are held from the read until every target committed, so no newer version of
+ * a copied row can commit on the source — and reach the tailer — before the copy is written.
+ */
+import type { Connection } from 'mysql2/promise';
+import pLimit, { type LimitFunction } from 'p-limit';
+import type { RowOp, TargetApplier } from '../apply/applier.js';
+import { routeKeyOf, type TableMeta } from '../apply/table.js';
+import type { Row } from '../apply/values.js';
+import { classifyError } from '../db/retry.js';
+import { log } from '../output.js';
+import type { PlanIndex } from '../plan/plan-index.js';
+import { type BulkPlan, isLocalInfileRefused, loadAbsent, NotBulkable } from './bulk.js';
+import type { KeyColumn, PkTuple } from './keyset.js';
+import { pageQuery } from './keyset.js';
+
+/** What the copier knows about one (source, table). */
+export interface TableJob {
+  source: string;
+  table: string;
+  /** Source-side metadata (source database, columns in order). */
+  meta: TableMeta;
+  key: KeyColumn[];
+  /** SQL selecting the moving rows of this source, or undefined (all rows read, filtered here). */
+  filter: string | undefined;
+  /** Target-side metadata per target shard (the table in that shard's database). */
+  targetMeta: Map<string, TableMeta>;
+  /** Targets this source's moving segments go to. */
+  targets: string[];
+  /** LOAD DATA plan per target (undefined: this table is always written by the applier). */
+  bulk: Map<string, BulkPlan | undefined>;
+  /** Estimated rows to copy (information_schema × moving share); for progress only. */
+  estimatedRows: number;
+  avgRowBytes: number;
+}
+
+export interface PageResult {
+  /** Rows read (the page size counts these). */
+  read: number;
+  /** Rows written to targets. */
+  written: number;
+  /** Rows on this source that its topology routes elsewhere (skipped, reported). */
+  misplaced: number;
+  /** Approximate bytes of the rows read. */
+  bytes: number;
+  /** Primary key of the last row read, or null when the page was empty. */
+  lastPk: PkTuple | null;
+  /** Rows written per target. */
+  perTarget: Map<string, number>;
+  /** Rows written by the bulk path (the rest went through the applier). */
+  bulk: number;
+}
+
+/** A source connection running one locking transaction at a time. */
+export class SourceSession {
+  private conn: Connection | undefined;
+  private inTx = false;
+  constructor(
+    private readonly open: () => Promise<Connection>,
+    private readonly lockWaitSeconds: number,
+  ) {}
+
+  private async connection(): Promise<Connection> {
+    if (!this.conn) {
+      const c = await this.open();
+      // Record locks only (no gap locks): rows inserted into a chunk's range while it is copied
+      // reach the targets through the tailer, so the copy need not block them. A short lock wait
+      // bounds how long our already-taken shared locks can hold up the application.
+      await c.query('SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED');
+      await c.query(
+        `SET SESSION innodb_lock_wait_timeout = ${Math.max(1, Math.floor(this.lockWaitSeconds))}`,
+      );
+      this.conn = c;
+    }
+    return this.conn;
+  }
+
+  async begin(): Promise<Connection> {
+    if (this.inTx) await this.rollback();
+    const c = await this.connection();
+    await c.query('START TRANSACTION');
+    this.inTx = true;
+    return c;
+  }
+
+  async commit(): Promise<void> {
+    if (!this.inTx || !this.conn) return;
+    await this.conn.query('COMMIT');
+    this.inTx = false;
+  }
+
+  async rollback(): Promise<void> {
+    if (!this.inTx) return;
+    this.inTx = false;
+    const c = this.conn;
+    if (!c) return;
+    try {
+      await c.query('ROLLBACK');
+    } catch {
+      this.reset();
+    }
+  }
+
+  /** After an error: a connection in doubt is replaced (its transaction dies with it). */
+  fail(err: unknown): void {
+    if (classifyError(err) === 'reconnect' || this.inTx) this.reset();
+  }
+
+  private reset(): void {
+    const c = this.conn;
+    this.conn = undefined;
+    this.inTx = false;
+    c?.destroy();
+  }
+
+  async close(): Promise<void> {
+    const c = this.conn;
+    this.conn = undefined;
+    if (this.inTx) await c?.query('ROLLBACK').catch(() => undefined);
+    this.inTx = false;
+    await c?.end().catch(() => c.destroy());
+  }
+}
+
+/**
+ * One writer to a target: the bulk path (LOAD DATA, see bulk.ts) on its own connection, and the
+ * applier for everything the bulk path declines.
+ */
+export class TargetWriter {
+  private conn: Connection | undefined;
+  constructor(
+    readonly applier: TargetApplier,
+    private readonly open: () => Promise<Connection>,
+    /** Shared by a target's writers: set when the server refuses LOAD DATA LOCAL. */
+    private readonly bulk: { disabled: boolean; target: string },
+  ) {}
+
+  private async connection(): Promise<Connection> {
+    if (!this.conn) {
+      const c = await this.open();
+      // As the applier's: values the column cannot hold are errors (warnings under LOAD DATA
+      // LOCAL, which make the load roll back), and an explicit 0 stays 0 in AUTO_INCREMENT.
+      await c.query(
+        "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
+      );
+      this.conn = c;
+    }
+    return this.conn;
+  }
+
+  /**
+   * Write full row images of one table, as `source`: each batch by LOAD DATA if it inserts
+   * cleanly, else as upserts through the applier.
+   */
+  async write(
+    batches: Row[][],
+    table: TableMeta,
+    source: string,
+    plan: BulkPlan | undefined,
+  ): Promise<{ bulk: number }> {
+    let bulk = 0;
+    for (const batch of batches) {
+      if (plan && !this.bulk.disabled) {
+        try {
+          if (await loadAbsent(await this.connection(), plan, batch)) {
+            bulk += batch.length;
+            continue;
+          }
+        } catch (e) {
+          if (isLocalInfileRefused(e)) {
+            this.bulk.disabled = true;
+            log().warn(
+              { target: this.bulk.target, err: (e as Error).message },
+              'the target refuses LOAD DATA LOCAL (local_infile); copying with INSERT instead, about half as fast',
+            );
+          } else if (!(e instanceof NotBulkable)) {
+            const c = this.conn;
+            this.conn = undefined;
+            c?.destroy();
+            throw e;
+          }
+        }
+      }
+      await this.applier.apply(batch.map((row): RowOp => ({ kind: 'upsert', table, source, row })));
+    }
+    return { bulk };
+  }
+
+  async close(): Promise<void> {
+    const c = this.conn;
+    this.conn = undefined;
+    await c?.end().catch(() => c.destroy());
+    await this.applier.close();
+  }
+}
+
+/** The writers of one target, used one at a time each, at most `size` at once. */
+export class TargetPool {
+  readonly limit: LimitFunction;
+  private readonly free: TargetWriter[];
+  private readonly all: TargetWriter[];
+  constructor(
+    readonly target: string,
+    writers: TargetWriter[],
+  ) {
+    this.free = [...writers];
+    this.all = [...writers];
+    this.limit = pLimit(Math.max(1, writers.length));
+  }
+  run<T>(fn: (w: TargetWriter) => Promise<T>): Promise<T> {
+    return this.limit(async () => {
+      const w = this.free.pop();
+      if (!w) throw new Error(`no free writer for target ${this.target}`);
+      try {
+        return await fn(w);
+      } finally {
+        this.free.push(w);
+      }
+    });
+  }
+  async close(): Promise<void> {
+    await Promise.all(this.all.map((w) => w.close()));
+  }
+}
+
+function approxBytes(row: Row): number {
+  let n = 8;
+  for (const v of row) {
+    if (v === null) n += 1;
+    else if (typeof v === 'string' || Buffer.isBuffer(v)) n += v.length + 2;
+    else n += 8;
+  }
+  return n;
+}
+
+/** Largest transaction one apply call sends (bytes of row data): keeps every statement far below max_allowed_packet. */
+const MAX_APPLY_BYTES = 8 << 20;
+
+/**
+ * Read one page under shared locks (the caller has begun the source transaction), route it, and
+ * write it to its targets (each committed). The caller then commits the source transaction.
+ */
+export async function readPage(
+  src: Connection,
+  job: TableJob,
+  lower: PkTuple | null,
+  upper: PkTuple | null,
+  limit: number,
+): Promise<Row[]> {
+  const q = pageQuery({
+    table: job.meta.sql.table,
+    columns: job.meta.sql.columns,
+    key: job.key,
+    lower,
+    upper,
+    filter: job.filter,
+    limit,
+    lock: true,
+  });
+  const [rows] = await src.query({ sql: q.sql, values: q.params, rowsAsArray: true });
+  return rows as unknown as Row[];
+}
+
+export async function writePage(
+  rows: Row[],
+  job: TableJob,
+  index: PlanIndex,
+  pools: Map<string, TargetPool>,
+): Promise<PageResult> {
+  const meta = job.meta;
+  const byTarget = new Map<string, { rows: Row[]; sizes: number[] }>();
+  let misplaced = 0;
+  let bytes = 0;
+  for (const row of rows) {
+    const size = approxBytes(row);
+    bytes += size;
+    const seg = index.segmentOf(routeKeyOf(meta, row[meta.shardKey] ?? null));
+    if (seg.from !== job.source) {
+      // In place, a source is also a target: rows copied here from another source are not ours.
+      if (seg.to !== job.source) misplaced++;
+      continue;
+    }
+    if (!seg.moves) continue;
+    let t = byTarget.get(seg.to);
+    if (!t) {
+      t = { rows: [], sizes: [] };
+      byTarget.set(seg.to, t);
+    }
+    t.rows.push(row);
+    t.sizes.push(size);
+  }
+  const perTarget = new Map<string, number>();
+  let bulk = 0;
+  await Promise.all(
+    [...byTarget].map(async ([target, t]) => {
+      const pool = pools.get(target);
+      if (!pool) throw new Error(`no writer pool for target ${target}`);
+      // One transaction per batch; a page's batches for one target are written in order.
+      const batches: Row[][] = [];
+      let batch: Row[] = [];
+      let size = 0;
+      t.rows.forEach((row, i) => {
+        const b = t.sizes[i]!;
+        if (batch.length > 0 && size + b > MAX_APPLY_BYTES) {
+          batches.push(batch);
+          batch = [];
+          size = 0;
+        }
+        batch.push(row);
+        size += b;
+      });
+      if (batch.length) batches.push(batch);
+      const r = await pool.run((w) =>
+        w.write(batches, job.targetMeta.get(target)!, job.source, job.bulk.get(target)),
+      );
+      bulk += r.bulk;
+      perTarget.set(target, t.rows.length);
+    }),
+  );
+  const last = rows.at(-1);
+  return {
+    read: rows.length,
+    written: [...perTarget.values()].reduce((a, b) => a + b, 0),
+    misplaced,
+    bytes,
+    lastPk: last ? meta.pk.map((i) => last[i] ?? null) : null,
+    perTarget,
+    bulk,
+  };
+}

@@ -1,0 +1,95 @@
+/**
+ * Purging copied rows from the targets of a cancelled job (`reshard rollback --purge-targets`).
+ *
+ * Only rows of moving segments whose new owner is that target are deleted — a row of a staying
+ * segment on an in-place target is the target's own data and is never touched. Rows are found by
+ * routing each row's shard key with the plan (so every scheme works, consistent hashing too),
+ * read as a stream of (primary key, shard key) on one session and deleted by primary key in
+ * batches on another, each batch followed by a pause as long as the batch took (at most half the
+ * time spent deleting), so the targets' own load keeps its share. Idempotent: a re-run deletes
+ * whatever is left. reshard's own rows of the job (parked rows, apply positions) go too.
+ */
+import type { Connection } from 'mysql2/promise';
+import { loadTableMeta, routeKeyOf } from '../apply/table.js';
+import type { Value } from '../apply/values.js';
+import { sqlParam } from '../apply/values.js';
+import { connect } from '../db/connect.js';
+import { q } from '../db/quote.js';
+import { sleep } from '../db/retry.js';
+import type { JobContext } from '../job/context.js';
+
+export interface PurgeSummary {
+  deleted: number;
+  tables: { target: string; table: string; deleted: number }[];
+  seconds: number;
+}
+
+const BATCH = 500;
+
+async function* streamRows(conn: Connection, sql: string): AsyncGenerator<Value[]> {
+  const core = (
+    conn as unknown as { connection: { query: (o: object) => { stream: () => AsyncIterable<unknown> } } }
+  ).connection;
+  for await (const r of core.query({ sql, rowsAsArray: true }).stream()) yield r as Value[];
+}
+
+export async function purgeTargets(
+  ctx: JobContext,
+  metaDb: string,
+  onProgress?: (text: string) => void,
+): Promise<PurgeSummary> {
+  const t0 = Date.now();
+  const targets = [...new Set(ctx.plan.segments.filter((s) => s.moves).map((s) => s.to))].sort();
+  const out: PurgeSummary = { deleted: 0, tables: [], seconds: 0 };
+  for (const name of targets) {
+    const shard = ctx.to.shards.find((s) => s.name === name)!;
+    const reader = await connect(shard.endpoint, `target ${name}`);
+    const writer = await connect(shard.endpoint, `target ${name}`);
+    try {
+      for (const spec of ctx.to.tables) {
+        const meta = await loadTableMeta(writer, shard.endpoint.database, spec, `target ${name}`);
+        const pkCols = meta.pk.map((i) => q(meta.columns[i]!));
+        const sql = `SELECT ${pkCols.join(', ')}, ${q(meta.columns[meta.shardKey]!)} FROM ${meta.sql.table}`;
+        let batch: Value[][] = [];
+        let deleted = 0;
+        const flush = async () => {
+          if (batch.length === 0) return;
+          const tb = Date.now();
+          const tuple = pkCols.length === 1 ? '?' : `(${pkCols.map(() => '?').join(', ')})`;
+          const lhs = pkCols.length === 1 ? pkCols[0]! : `(${pkCols.join(', ')})`;
+          const [res] = await writer.query(
+            `DELETE FROM ${meta.sql.table} WHERE ${lhs} IN (${batch.map(() => tuple).join(', ')})`,
+            batch.flat().map((v) => sqlParam(v)),
+          );
+          deleted += (res as { affectedRows: number }).affectedRows;
+          batch = [];
+          await sleep(Math.max(10, Date.now() - tb));
+        };
+        for await (const r of streamRows(reader, sql)) {
+          const key = routeKeyOf(meta, r[pkCols.length] ?? null);
+          const seg = ctx.index.segmentOf(key);
+          if (!seg.moves || seg.to !== name) continue;
+          batch.push(r.slice(0, pkCols.length));
+          if (batch.length >= BATCH) await flush();
+        }
+        await flush();
+        out.tables.push({ target: name, table: spec.name, deleted });
+        out.deleted += deleted;
+        if (deleted) onProgress?.(`purged ${deleted} rows of ${spec.name} on ${name}`);
+      }
+      for (const t of ['parked_rows', 'apply_positions']) {
+        await writer
+          .query(`DELETE FROM ${q(metaDb)}.${q(t)} WHERE job_id = ?`, [ctx.job.id])
+          .catch((e: unknown) => {
+            const errno = (e as { errno?: number }).errno;
+            if (errno !== 1049 && errno !== 1146) throw e;
+          });
+      }
+    } finally {
+      await reader.end().catch(() => reader.destroy());
+      await writer.end().catch(() => writer.destroy());
+    }
+  }
+  out.seconds = (Date.now() - t0) / 1000;
+  return out;
+}

@@ -1,0 +1,128 @@
+/**
+ * Scale-out: several workers share one job through chunk claims. Every chunk is copied, none
+ * twice — except a chunk whose worker stopped renewing its lease, which another worker retakes
+ * and copies again, idempotently.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCopy } from '../../../src/copy/run.js';
+import { compareEstate } from '../../support/compare.js';
+import { chunkRows, type Estate, jobState, makeEstate, spawnReshard } from './helpers.js';
+
+describe('two workers on one job', () => {
+  let e: Estate;
+  beforeAll(async () => {
+    e = await makeEstate({ prefix: 'copy2w', rows: 30_000, seed: 11 });
+  });
+  afterAll(async () => e?.drop());
+
+  it('copy every chunk exactly once between them', async () => {
+    const common = {
+      planPath: e.planPath,
+      control: e.controlDsn,
+      metaDb: e.metaDb,
+      progress: 'none' as const,
+      chunkTimeMs: 150,
+    };
+    const [a, b] = await Promise.all([
+      runCopy({ ...common, workerId: 'worker-a' }),
+      runCopy({ ...common, workerId: 'worker-b' }),
+    ]);
+    expect(a.complete && b.complete).toBe(true);
+    const chunks = await chunkRows(e);
+    expect(chunks.length).toBeGreaterThan(20);
+    expect(chunks.filter((c) => c.state !== 'done')).toEqual([]);
+    expect(chunks.filter((c) => Number(c.attempts) !== 1)).toEqual([]);
+    const by = new Map<string, number>();
+    for (const c of chunks) by.set(c.worker_id ?? '', (by.get(c.worker_id ?? '') ?? 0) + 1);
+    expect([...by.keys()].sort()).toEqual(['worker-a', 'worker-b']);
+    // The rows each worker reports add up to the job's, with nothing counted twice.
+    const total = chunks.reduce((s, c) => s + Number(c.rows_copied), 0);
+    expect(a.rows + b.rows).toBe(total);
+    const diff = await compareEstate({ from: e.from, to: e.to });
+    expect(diff.differences).toEqual([]);
+    expect(diff.rows.source).toBe(total);
+    expect(await jobState(e)).toBe('catching-up');
+  });
+});
+
+describe('a frozen worker', () => {
+  let e: Estate;
+  beforeAll(async () => {
+    e = await makeEstate({ prefix: 'copylease', rows: 12_000, seed: 12 });
+  });
+  afterAll(async () => e?.drop());
+
+  it('loses its chunks when its lease expires; another worker re-copies them and finishes the job', async () => {
+    // Worker A: slow, short lease. Frozen with SIGSTOP, it keeps its control session (and its
+    // identity lock) but stops renewing, so only the lease can free its chunks.
+    const a = spawnReshard(
+      [
+        'copy',
+        '--plan',
+        e.planPath,
+        '--control',
+        e.controlDsn,
+        '--meta-db',
+        e.metaDb,
+        '--execute',
+        '--rate',
+        '3000',
+        '--worker-id',
+        'worker-a',
+      ],
+      { RESHARD_COPY_LEASE_MS: '1500' },
+    );
+    try {
+      const deadline = Date.now() + 60_000;
+      let held: Awaited<ReturnType<typeof chunkRows>> = [];
+      while (Date.now() < deadline) {
+        const rows = await chunkRows(e).catch(() => []);
+        held = rows.filter((c) => c.state === 'claimed' && c.worker_id === 'worker-a');
+        if (held.length > 0 && rows.some((c) => c.state === 'done')) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      a.child.kill('SIGSTOP');
+      const frozen = (await chunkRows(e)).filter((c) => c.state === 'claimed' && c.worker_id === 'worker-a');
+      expect(frozen.length).toBeGreaterThan(0);
+      await new Promise((r) => setTimeout(r, 2000)); // the leases expire
+      // Worker B starts; once it has retaken A's chunks, A dies for good (its locks go with it).
+      const b = runCopy({
+        planPath: e.planPath,
+        control: e.controlDsn,
+        metaDb: e.metaDb,
+        progress: 'none',
+        workerId: 'worker-b',
+      });
+      const until = Date.now() + 30_000;
+      while (Date.now() < until) {
+        const rows = await chunkRows(e);
+        const mine = frozen.map((f) =>
+          rows.find(
+            (r) =>
+              r.source_shard === f.source_shard && r.table_name === f.table_name && r.chunk_id === f.chunk_id,
+          ),
+        );
+        if (mine.every((r) => r && r.worker_id === 'worker-b')) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      a.child.kill('SIGKILL');
+      a.child.kill('SIGCONT');
+      const s = await b;
+      expect(s.complete).toBe(true);
+      const chunks = await chunkRows(e);
+      expect(chunks.filter((c) => c.state !== 'done')).toEqual([]);
+      const retaken = chunks.filter((c) => Number(c.attempts) > 1);
+      // Exactly the chunks A held were copied twice, and B finished them.
+      expect(retaken.map((c) => `${c.source_shard}/${c.table_name}/${c.chunk_id}`).sort()).toEqual(
+        frozen.map((c) => `${c.source_shard}/${c.table_name}/${c.chunk_id}`).sort(),
+      );
+      expect(retaken.every((c) => c.worker_id === 'worker-b' && Number(c.attempts) === 2)).toBe(true);
+      const diff = await compareEstate({ from: e.from, to: e.to });
+      expect(diff.differences).toEqual([]);
+    } finally {
+      a.child.kill('SIGKILL');
+      a.child.kill('SIGCONT');
+      await a.done;
+    }
+  });
+});
