@@ -91,6 +91,7 @@ export function defineCopy(program: Command): void {
       '--set-target-rate <rows/s|off|default>',
       'change --target-rate of every running worker, then exit',
     )
+    .option('--metrics-port <port>', 'serve Prometheus metrics on this port while copying (0 picks one)')
     .option('--json', 'print the result as JSON on stdout')
     .action(
       action(async (opts: Opts) => {
@@ -172,6 +173,10 @@ export function defineCopy(program: Command): void {
         }
 
         const { runCopy } = await import('../copy/run.js');
+        const { parseMetricsPort, serveMetrics } = await import('../metrics/index.js');
+        const metricsPort = parseMetricsPort((opts as { metricsPort?: string }).metricsPort);
+        const metrics = metricsPort !== undefined ? await serveMetrics(metricsPort) : undefined;
+        if (metrics) note(`metrics on http://127.0.0.1:${metrics.port}/metrics`);
         const s = await runCopy({
           planPath: opts.plan,
           ...(opts.control !== undefined ? { control: opts.control } : {}),
@@ -183,7 +188,7 @@ export function defineCopy(program: Command): void {
           ...(opts.metaDb !== undefined ? { metaDb: opts.metaDb } : {}),
           ...(workerId !== undefined ? { workerId } : {}),
           handleSignals: true,
-        });
+        }).finally(() => metrics?.close());
         if (opts.json) outJson(s);
         else if (s.alreadyCopied) {
           out(`job ${s.job.name} is ${s.job.state}: the copy is already complete`);

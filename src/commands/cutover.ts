@@ -41,6 +41,10 @@ export function defineCutover(program: Command): void {
       '--canary <fraction>',
       'with --reads-only: flip reads of this fraction of the moving segments only',
     )
+    .option(
+      '--metrics-port <port>',
+      'serve Prometheus metrics (predicted and measured freeze, steps) on this port',
+    )
     .option('--json', 'print the result as JSON on stdout')
     .action(
       action(async (opts: Opts) => {
@@ -60,6 +64,10 @@ export function defineCutover(program: Command): void {
           if (!Number.isFinite(canary) || canary <= 0 || canary > 1)
             throw new UsageError('E_USAGE', `--canary must be a fraction in (0, 1], got '${opts.canary}'`);
         }
+        const { parseMetricsPort, serveMetrics } = await import('../metrics/index.js');
+        const metricsPort = parseMetricsPort((opts as { metricsPort?: string }).metricsPort);
+        const metrics = metricsPort !== undefined ? await serveMetrics(metricsPort) : undefined;
+        if (metrics) note(`reshard cutover: metrics on http://127.0.0.1:${metrics.port}/metrics`);
         const r = await runCutover({
           planPath: opts.plan,
           control: opts.control,
@@ -73,7 +81,7 @@ export function defineCutover(program: Command): void {
           readsOnly: opts.readsOnly === true,
           canary,
           onNote: (t) => note(`reshard cutover: ${t}`),
-        });
+        }).finally(() => metrics?.close());
         if (opts.json) {
           outJson(r);
           return r.ok ? 0 : 3;

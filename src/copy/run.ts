@@ -8,6 +8,7 @@
  *     mark done (checkpoint) → …
  *   → when every chunk of the job is done: copying → catching-up.
  */
+
 import { hostname } from 'node:os';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import pLimit from 'p-limit';
@@ -17,6 +18,7 @@ import { q } from '../db/quote.js';
 import { classifyError, sleep } from '../db/retry.js';
 import { PreconditionError, ReshardError, RetriesExhaustedError } from '../errors.js';
 import { type JobContext, loadPlanContext, openJob } from '../job/context.js';
+import { copyMetrics } from '../metrics/index.js';
 import { log } from '../output.js';
 import { assertPreflight, runPreflight } from '../preflight/index.js';
 import { appendEvent, connectControl, getJob, type JobState, transitionJob } from '../state/control.js';
@@ -529,6 +531,7 @@ async function runJob(
       s.misplaced += misplaced;
       for (const [t, n] of perTarget) throttle.charge(t, n);
       progress.add(tj.source, tj.table, written);
+      copyMetrics.rows.inc({ source: tj.source, table: tj.table }, written);
     };
 
     const finish = async (tj: TableJob, chunk: Chunk, written: number) => {

@@ -10,6 +10,7 @@
  * version, job state, reverse start positions, the journal's 'flip done' row); after it, the
  * remaining steps are idempotent and a re-run finishes them (`finishSwitch`).
  */
+
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { RowDataPacket } from 'mysql2/promise';
@@ -18,6 +19,7 @@ import { type Direction, recordStartPosition } from '../binlog/status.js';
 import { readBinlogPosition } from '../copy/index.js';
 import { MismatchError, PreconditionError, ReshardError, RetriesExhaustedError } from '../errors.js';
 import type { JobContext } from '../job/context.js';
+import { observeFreeze } from '../metrics/index.js';
 import { appendEvent, checkTransition, type JobState, openControl } from '../state/control.js';
 import { parseRouting, type RoutingDocument, recordRoutingVersion, routingHash } from '../status/routing.js';
 import { VERSION } from '../version.js';
@@ -597,6 +599,7 @@ export async function finishSwitch(
 
   const startedAtMs = Number(attempt.steps.get('freeze')?.started?.startedAtMs);
   const freezeMs = Number.isFinite(startedAtMs) ? Date.now() - startedAtMs : undefined;
+  if (freezeMs !== undefined) observeFreeze(freezeMs / 1000);
   await appendJournal(conn, jobId, op, 'end', 'done', { freezeMs, routingVersion: version });
   return {
     steps: steps.timings,
