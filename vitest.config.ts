@@ -3,6 +3,9 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     pool: 'forks',
+    // ink (the status dashboard) renders only a final frame when CI is set; the dashboard tests
+    // check live frames, as a user at a terminal sees them.
+    env: { CI: 'false', CONTINUOUS_INTEGRATION: 'false' },
     maxWorkers: 2,
     projects: [
       {

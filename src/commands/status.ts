@@ -77,6 +77,10 @@ export function defineStatus(program: Command): void {
             return 0;
           }
           if (process.stdout.isTTY === true && process.stdin.isTTY === true) {
+            // ink renders only its last frame when CI/CONTINUOUS_INTEGRATION is set (read once, when
+            // ink loads). Someone watching a terminal wants live frames whatever their env says.
+            process.env.CI = 'false';
+            process.env.CONTINUOUS_INTEGRATION = 'false';
             const { runDashboard } = await import('../status/dashboard.js');
             await runDashboard(source.load, intervalMs);
             return 0;
