@@ -17,7 +17,7 @@ import { type JobContext, openJob } from '../job/context.js';
 import { type JobState, transitionJob } from '../state/control.js';
 import { readActiveRouting, routingFromTopology } from '../status/routing.js';
 import { runVerify } from '../verify/index.js';
-import { Drainer, movingPairs } from './drain.js';
+import { Drainer } from './drain.js';
 import {
   currentJobState,
   type EngineContext,

@@ -19,7 +19,7 @@ import { transitionJob } from '../state/control.js';
 import { readActiveRouting } from '../status/routing.js';
 import { runVerify } from '../verify/index.js';
 import { type Check, type ServerSummary, verifyFacts } from './cutover.js';
-import { Drainer, movingPairs } from './drain.js';
+import { Drainer } from './drain.js';
 import {
   currentJobState,
   type EngineContext,

@@ -57,7 +57,8 @@ describe('server-side KILL of the copier’s connections mid-chunk', () => {
     for (const at of [2, 5, 8]) {
       const deadline = Date.now() + 60_000;
       while (chunks < at && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-      for (const server of ['s0', 's1', 't0', 't1', 't2'] as const) killed += await killConnections(server, [e.db, e.metaDb]);
+      for (const server of ['s0', 's1', 't0', 't1', 't2'] as const)
+        killed += await killConnections(server, [e.db, e.metaDb]);
     }
     const s = await copy;
     expect(killed).toBeGreaterThan(0);
