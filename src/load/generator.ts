@@ -24,6 +24,7 @@ import { classifyError, sleep } from '../db/retry.js';
 import { UsageError } from '../errors.js';
 import { createRouter } from '../plan/router.js';
 import type { Shard, Topology } from '../topology/types.js';
+import { prng } from '../util/prng.js';
 
 export interface LoadOptions {
   /** Routes every write (the current, `from` topology). */
@@ -89,18 +90,6 @@ export interface LoadResult {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-/** mulberry32: small, fast, deterministic. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NAMES = [
   'Ann',

@@ -18,6 +18,7 @@ import { q } from '../db/quote.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { createRouter } from '../plan/router.js';
 import type { Shard, ShardKey, TableSpec, Topology } from '../topology/types.js';
+import { prng } from '../util/prng.js';
 
 export interface SeedOptions {
   topology: Topology;
@@ -54,18 +55,6 @@ interface Column {
   autoIncrement: boolean;
   unique: boolean;
   pkPos: number | null;
-}
-
-/** Small fast deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 function hashStr(s: string): number {

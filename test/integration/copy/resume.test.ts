@@ -3,20 +3,10 @@
  * no duplicate-key failures, the start positions recorded once.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { prng } from '../../../src/util/prng.js';
 import { compareEstate } from '../../support/compare.js';
 import { rootConn } from '../../support/db.js';
 import { chunkRows, type Estate, jobState, makeEstate, reshard, spawnReshard } from './helpers.js';
-
-/** Deterministic PRNG so a failing run can be repeated (seed printed on failure). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const SEED = Number(process.env.RESHARD_TEST_SEED ?? Date.now() % 100_000);
 

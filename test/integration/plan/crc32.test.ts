@@ -12,19 +12,9 @@ import { crc32Of, type RouteKey } from '../../../src/plan/hash.js';
 import { createRouter, sqlResidueExpr } from '../../../src/plan/router.js';
 import { decodeVectorKey, type RoutingVectors } from '../../../src/plan/vectors.js';
 import { parseTopology } from '../../../src/topology/load.js';
+import { prng } from '../../../src/util/prng.js';
 import { createDatabases, rootConn, uniqueDb } from '../../support/db.js';
 import { ROOT } from './helpers.js';
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ALPHABET = [
   ...'abcXYZ019 -_.',
