@@ -28,6 +28,8 @@ export interface RunOptions {
   rss?: boolean;
   /** Kill the child (and report failure) after this long. */
   timeoutMs?: number;
+  /** Stop the child (SIGTERM to its group) when this aborts: for commands that run until told to stop. */
+  signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -99,9 +101,13 @@ export class Harness {
             killGroup(pid, 'SIGTERM');
           }, opts.timeoutMs)
         : undefined;
+      const onAbort = () => killGroup(pid, 'SIGTERM');
+      opts.signal?.addEventListener('abort', onAbort, { once: true });
+      if (opts.signal?.aborted) onAbort();
       child.once('error', (e) => {
         clearInterval(heartbeat);
         if (timer) clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
         sampler?.stop();
         this.live.delete(pid);
         reject(e);
@@ -109,6 +115,7 @@ export class Harness {
       child.once('close', (code, signal) => {
         clearInterval(heartbeat);
         if (timer) clearTimeout(timer);
+        opts.signal?.removeEventListener('abort', onAbort);
         const peakRssMb = sampler?.stop() ?? 0;
         this.live.delete(pid);
         resolve({
@@ -296,13 +303,14 @@ export class ReshardCli {
   /** Run one command; its peak RSS is recorded for the memory area under `memoryLabel`. */
   async run(
     args: string[],
-    opts: { memoryLabel: string; rows: number; timeoutMs?: number },
+    opts: { memoryLabel: string; rows: number; timeoutMs?: number; signal?: AbortSignal },
   ): Promise<RunResult> {
     log(`  $ reshard ${args.join(' ')}`);
     const r = await this.h.run(this.bin, args, {
       label: `reshard ${args[0]}`,
       rss: true,
       timeoutMs: opts.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+      ...(opts.signal ? { signal: opts.signal } : {}),
     });
     this.h.memory.push({ command: opts.memoryLabel, peakRssMb: r.peakRssMb, rows: opts.rows });
     if (this.logDir) {

@@ -8,7 +8,7 @@
  * the bench started is stopped before it exits.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -35,7 +35,7 @@ const USAGE = `usage: npm run bench [-- options]
   --rows N          rows per source shard (2 sources; default 1000000)
   --only LIST       areas to run, comma-separated: ${AREAS.join(',')} (default: all)
   --keep            leave the bench sandbox running afterwards (for inspection)
-  --base-port P     first port of the bench sandbox (default 35400; uses P … P+6)
+  --base-port P     first port of the bench sandbox (default 35400, +10 per bench already running; uses P … P+6)
   --install-peers   run bench/install-peers.sh first (apt-get; needs root or sudo)
 `;
 
@@ -44,7 +44,50 @@ interface Options {
   areas: Area[];
   keep: boolean;
   basePort: number;
+  /** --base-port was given: use exactly those ports (no slot offset). */
+  portGiven: boolean;
   installPeers: boolean;
+}
+
+const DEFAULT_BASE_PORT = 35400;
+
+/**
+ * Claim a bench slot: slot 0 is .reshard/bench on the base ports, slot k is .reshard/bench-k on
+ * ports 10·k higher. A slot is held by a lock file naming a live pid, so two benches started at
+ * once (two engineers on one machine) get separate sandboxes instead of sharing one.
+ */
+function claimSlot(root: string, opts: Options): { stateDir: string; basePort: number; release: () => void } {
+  for (let k = 0; k < 8; k++) {
+    const stateDir = join(root, '.reshard', k === 0 ? 'bench' : `bench-${k}`);
+    mkdirSync(stateDir, { recursive: true });
+    const lock = join(stateDir, 'lock');
+    if (existsSync(lock)) {
+      const pid = Number(readFileSync(lock, 'utf8').trim());
+      if (pid && pid !== process.pid && alive(pid)) continue;
+      rmSync(lock, { force: true });
+    }
+    try {
+      writeFileSync(lock, String(process.pid), { flag: 'wx' });
+    } catch {
+      continue; // another bench took it between our check and our write
+    }
+    if (k > 0) log(`another bench is running; using ${stateDir}`);
+    return {
+      stateDir,
+      basePort: opts.portGiven ? opts.basePort : opts.basePort + 10 * k,
+      release: () => rmSync(lock, { force: true }),
+    };
+  }
+  throw new Error('8 benches already running on this machine (.reshard/bench*/lock)');
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function parseOptions(argv: string[]): Options | 'help' {
@@ -54,7 +97,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       rows: { type: 'string', default: '1000000' },
       only: { type: 'string' },
       keep: { type: 'boolean', default: false },
-      'base-port': { type: 'string', default: '35400' },
+      'base-port': { type: 'string' },
       'install-peers': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -63,7 +106,7 @@ function parseOptions(argv: string[]): Options | 'help' {
   const rows = Number(values.rows);
   if (!Number.isInteger(rows) || rows < 1000)
     throw new UsageError(`--rows must be a whole number ≥ 1000, got '${values.rows}'`);
-  const basePort = Number(values['base-port']);
+  const basePort = Number(values['base-port'] ?? DEFAULT_BASE_PORT);
   if (!Number.isInteger(basePort) || basePort < 1024 || basePort > 65000)
     throw new UsageError(`--base-port must be a port from 1024 to 65000, got '${values['base-port']}'`);
   let areas = [...AREAS];
@@ -81,7 +124,14 @@ function parseOptions(argv: string[]): Options | 'help' {
         'memory reports the peak RSS of the commands other areas run: combine it, e.g. --only copy,memory',
       );
   }
-  return { rows, areas, keep: values.keep, basePort, installPeers: values['install-peers'] };
+  return {
+    rows,
+    areas,
+    keep: values.keep,
+    basePort,
+    portGiven: values['base-port'] !== undefined,
+    installPeers: values['install-peers'],
+  };
 }
 
 class UsageError extends Error {}
@@ -158,12 +208,14 @@ async function main(argv: string[]): Promise<number> {
   if (absent.length) log(`peers not found: ${absent.join(', ')} — their rows will say so; ${INSTALL_HINT}`);
 
   const started = new Date();
-  const stateDir = join(root, '.reshard', 'bench');
+  const slot = claimSlot(root, opts);
+  process.once('exit', slot.release);
+  const stateDir = slot.stateDir;
   const sandboxDir = join(stateDir, 'sandbox');
   const workDir = join(stateDir, 'work');
   resetWorkDir(workDir);
   const needsServers = opts.areas.some((a) => a === 'copy' || a === 'verify' || a === 'tail');
-  const h = new Harness(root, opts.basePort);
+  const h = new Harness(root, slot.basePort);
   const cli = new ReshardCli(h, join(workDir, 'logs'));
   if (needsServers || opts.areas.includes('plan')) buildDist(root);
   const commands = ['init', 'plan', 'copy', 'tail', 'verify'];

@@ -14,8 +14,22 @@
  *   5. MariaDB's replication applies the same binlog: r0 gets CHANGE MASTER 's0'/'s1' TO the
  *      recorded positions (multi-source, default single SQL thread per source), START ALL SLAVES,
  *      time until both connections executed up to the sources' end positions.
+ *   6. Live lag: `reshard tail` runs live (until SIGTERM) while sysbench runs again on both
+ *      sources, throttled (`--rate`) to half the transactions/s each reached in step 3. Every
+ *      100 ms the bench inserts a row with a fresh id, owned by the source, into a probe table
+ *      of the job on each source, and polls the row's new owner every 15 ms: lag = time from
+ *      the INSERT's commit acknowledgement to the first poll that sees the row (an upper bound
+ *      on the true lag by at most one poll interval plus a query). The first WARM_S seconds of
+ *      load are not counted (the tailer is a fresh process; their worst lag is in the note).
+ *      Measured end to end, not by reshard's own estimate; that one (reshard_tail_status) goes
+ *      in the note too, with the load average and CPU pressure of the measured window.
  */
+import { readFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
+import type { Connection, RowDataPacket } from 'mysql2/promise';
+import { createRouter, type Router } from '../src/plan/router.js';
+import { loadTopology } from '../src/topology/load.js';
 import {
   failureNote,
   INSTALL_HINT,
@@ -33,6 +47,12 @@ import { type BenchEnv, ensureInit, makePlan, writeTopology } from './sandbox.js
 
 const DB = 'sbtest';
 const TABLES = ['sbtest1', 'sbtest2', 'sbtest3', 'sbtest4'];
+/** The live phase's probe rows: a table of the job (so the tailer applies it), empty until then. */
+const PROBE = 'reshard_lag_probe';
+const PROBE_EVERY_MS = 100;
+const POLL_EVERY_MS = 15;
+/** Seconds of throttled load before the lag is measured (the live tailer is a fresh process). */
+const WARM_S = 5;
 const THREADS = 4;
 /**
  * Errors sysbench skips (restarting the transaction): 1644 is the ownership trigger's SIGNAL;
@@ -115,11 +135,8 @@ export async function benchTail(env: BenchEnv, rows: Row[]): Promise<void> {
     return;
   }
   const changed = counted;
-  const tps = runs
-    .map((r) => /transactions:\s+\d+\s+\(([\d.]+) per sec/.exec(r.stdout)?.[1])
-    .filter(Boolean)
-    .map(Number)
-    .reduce((a, b) => a + b, 0);
+  const tpsPerSource = runs.map(sysbenchTps);
+  const tps = tpsPerSource.reduce((a, b) => a + b, 0);
   log(
     `tail: sysbench changed ${changed} rows in ${sbSeconds.toFixed(1)} s (${Math.round(changed / sbSeconds)} rows/s)`,
   );
@@ -134,6 +151,7 @@ export async function benchTail(env: BenchEnv, rows: Row[]): Promise<void> {
     ),
   );
 
+  let liveNote = reshardNote;
   if (reshardNote) rows.push(missing('tail', 'reshard', 'rows_per_s', reshardNote));
   else {
     log('tail: reshard tail --until-caught-up over the recorded binlog');
@@ -145,8 +163,10 @@ export async function benchTail(env: BenchEnv, rows: Row[]): Promise<void> {
       rows: changed,
       timeoutMs: Math.max(300, seconds * 30) * 1000,
     });
-    if (r.code !== 0) rows.push(missing('tail', 'reshard', 'rows_per_s', failureNote('reshard tail', r)));
-    else {
+    if (r.code !== 0) {
+      liveNote = failureNote('reshard tail (catch-up)', r);
+      rows.push(missing('tail', 'reshard', 'rows_per_s', liveNote));
+    } else {
       const [src, dst] = await Promise.all([
         h.countRows(SOURCES, DB, TABLES),
         h.countRows(TARGETS, DB, TABLES),
@@ -187,11 +207,313 @@ export async function benchTail(env: BenchEnv, rows: Row[]): Promise<void> {
       );
     }
   }
+
+  const liveMetrics = ['live_lag_p50_s', 'live_lag_p99_s', 'live_lag_max_s'];
+  if (liveNote) rows.push(...liveMetrics.map((m) => missing('tail', 'reshard', m, liveNote!)));
+  else if (tpsPerSource.some((x) => !(x > 0))) {
+    const note = 'sysbench reported no transactions/s to halve';
+    rows.push(...liveMetrics.map((m) => missing('tail', 'reshard', m, note)));
+  } else {
+    const liveSeconds = Math.round(Math.min(60, Math.max(20, env.rowsPerSource / 20_000)));
+    const rates = tpsPerSource.map((x) => Math.max(1, Math.round(x / 2)));
+    const r = await liveLag(env, { plan, from, to, tableSize, seconds: liveSeconds, rates });
+    if ('error' in r) rows.push(...liveMetrics.map((m) => missing('tail', 'reshard', m, r.error)));
+    else {
+      const q = (f: number) => quantile(r.lags, f);
+      const n = r.lags.length;
+      const note = [
+        `${n} probe rows (one per ${PROBE_EVERY_MS} ms per source, polled every ${POLL_EVERY_MS} ms on the new owner) during ${liveSeconds} s of sysbench, after a ${WARM_S} s warm-up, at --rate ${rates.join('+')} trx/s (half of ${Math.round(tps)}; reached ${Math.round(r.tps)} trx/s, ${Math.round(r.rowsPerSecond)} rows/s)`,
+        r.lost
+          ? `${r.lost} probe rows had not arrived when the bench stopped waiting (counted with the time waited)`
+          : undefined,
+        `max lag in the first ${WARM_S} s of load, not counted: ${r.warmMaxS.toFixed(2)} s`,
+        r.tailerLag.length
+          ? `reshard's own lag estimate (reshard_tail_status, every 0.5 s): p99 ${quantile(r.tailerLag, 0.99).toFixed(2)} s, max ${quantile(r.tailerLag, 1).toFixed(2)} s`
+          : undefined,
+        `1-min load average ${r.loadavg} (start → end of the measured load; ${cpus().length} CPUs)${Number.isFinite(r.cpuStalled) ? `, some task waiting for a CPU ${(100 * r.cpuStalled).toFixed(0)} % of the time (/proc/pressure/cpu)` : ''}`,
+        r.tailerNote,
+      ]
+        .filter(Boolean)
+        .join('; ');
+      log(
+        `tail: live lag over ${n} probes: p50 ${q(0.5).toFixed(3)} s, p99 ${q(0.99).toFixed(3)} s, max ${q(1).toFixed(3)} s`,
+      );
+      rows.push(
+        row('tail', 'reshard', 'live_lag_p50_s', q(0.5), n),
+        row('tail', 'reshard', 'live_lag_p99_s', q(0.99), n, note),
+        row('tail', 'reshard', 'live_lag_max_s', q(1), n),
+      );
+    }
+  }
+}
+
+/**
+ * Linux pressure stall information: total µs in which at least one runnable task waited for a
+ * CPU. Its growth over a window says how contended the machine was (load average lags and
+ * counts I/O waits too). Undefined where /proc/pressure is absent.
+ */
+function cpuPressure(): { us: number; at: number } | undefined {
+  try {
+    const m = /^some .*total=(\d+)/m.exec(readFileSync('/proc/pressure/cpu', 'utf8'));
+    return m ? { us: Number(m[1]), at: Date.now() } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Transactions/s from sysbench's summary (0 when absent). */
+function sysbenchTps(r: { stdout: string }): number {
+  return Number(/transactions:\s+\d+\s+\(([\d.]+) per sec/.exec(r.stdout)?.[1] ?? 0);
+}
+
+/** The value below which a fraction `f` of `xs` lies (nearest rank; f = 1 is the maximum). */
+function quantile(xs: readonly number[], f: number): number {
+  if (xs.length === 0) return Number.NaN;
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(f * sorted.length) - 1))]!;
+}
+
+interface LiveResult {
+  /** End-to-end lag of each probe row sent while the load ran, seconds. */
+  lags: number[];
+  /** Probe rows not seen on their new owner by the end of the wait (in lags with the time waited). */
+  lost: number;
+  /** Largest lag of the probes sent during the warm-up (not counted). */
+  warmMaxS: number;
+  /** reshard_tail_status.lag_seconds samples of both sources. */
+  tailerLag: number[];
+  tps: number;
+  rowsPerSecond: number;
+  loadavg: string;
+  /** Share of the measured window in which some runnable task waited for a CPU (PSI), or NaN. */
+  cpuStalled: number;
+  tailerNote?: string;
+}
+
+/**
+ * idle: the tailer starts, no load; warm: the first WARM_S s of the load (a fresh tailer process
+ * compiles its hot paths, reported apart); load: measured; drain: after the load.
+ */
+type Phase = 'idle' | 'warm' | 'load' | 'drain';
+
+interface Probe {
+  id: number;
+  target: Instance;
+  /** performance.now() when the INSERT's commit was acknowledged. */
+  committedAt: number;
+  /** When it was sent: only probes of the 'load' phase count. */
+  phase: Phase;
+  seenAt?: number;
+}
+
+/**
+ * Step 6: `reshard tail` live on the job while sysbench runs at `rates` (trx/s per source);
+ * probe rows measure the lag from commit on a source to visibility on the new owner.
+ */
+async function liveLag(
+  env: BenchEnv,
+  o: { plan: string; from: string; to: string; tableSize: number; seconds: number; rates: number[] },
+): Promise<LiveResult | { error: string }> {
+  const { h, cli, peers } = env;
+  const fromRouter = createRouter(loadTopology(o.from));
+  const toRouter = createRouter(loadTopology(o.to));
+  const controlDb = decodeURIComponent(new URL(env.controlDsn).pathname.slice(1));
+  const stopTail = new AbortController();
+  log('tail: reshard tail live (until stopped) for the lag measurement');
+  const args = ['tail', '--plan', o.plan, '--control', env.controlDsn];
+  if (cli.command('tail').help.includes('--json')) args.push('--json');
+  let tailExited = false;
+  const tailRun = cli
+    .run(args, { memoryLabel: 'tail (live)', rows: 0, signal: stopTail.signal })
+    .finally(() => {
+      tailExited = true;
+    });
+  const conns: Partial<Record<Instance, Connection>> = {};
+  const probes: Probe[] = [];
+  const tailerLag: number[] = [];
+  let stopProbing = false;
+  const live = { phase: 'idle' as Phase };
+  let stopped = false;
+  const loops: Promise<void>[] = [];
+  try {
+    for (const i of [...SOURCES, ...TARGETS, 'ctl'] as const)
+      conns[i] = await h.connect(i, i === 'ctl' ? undefined : DB);
+    const nextId = idsOwnedBy(fromRouter);
+    // One sender per source: a probe row every PROBE_EVERY_MS, each its own transaction.
+    for (const s of SOURCES) {
+      loops.push(
+        (async () => {
+          while (!stopProbing) {
+            const t0 = performance.now();
+            const id = nextId(s);
+            await conns[s]!.query(`INSERT INTO ${qi(PROBE)} (id, sent_at) VALUES (?, NOW(6))`, [id]);
+            probes.push({
+              id,
+              target: toRouter.ownerOf(id) as Instance,
+              committedAt: performance.now(),
+              phase: live.phase,
+            });
+            await sleep(Math.max(0, PROBE_EVERY_MS - (performance.now() - t0)));
+          }
+        })(),
+      );
+    }
+    // One poller per target: which of the probe rows it owns are there yet.
+    for (const t of TARGETS) {
+      loops.push(
+        (async () => {
+          while (!stopped) {
+            const t0 = performance.now();
+            const waiting = probes.filter((p) => p.target === t && p.seenAt === undefined);
+            if (waiting.length) {
+              const [found] = await conns[t]!.query<RowDataPacket[]>(
+                `SELECT id FROM ${qi(PROBE)} WHERE id IN (?)`,
+                [waiting.map((p) => p.id)],
+              );
+              const now = performance.now();
+              const ids = new Set(found.map((r) => Number(r.id)));
+              for (const p of waiting) if (ids.has(p.id)) p.seenAt = now;
+            }
+            await sleep(Math.max(0, POLL_EVERY_MS - (performance.now() - t0)));
+          }
+        })(),
+      );
+    }
+    // The tailer's own lag estimate, as it mirrors it into the control schema.
+    loops.push(
+      (async () => {
+        while (!stopped) {
+          if (live.phase === 'load') {
+            const [st] = await conns.ctl!.query<RowDataPacket[]>(
+              `SELECT lag_seconds FROM ${qi(controlDb)}.reshard_tail_status
+                WHERE direction = 'forward' AND state = 'running' AND updated_at > NOW(6) - INTERVAL 3 SECOND`,
+            );
+            for (const r of st) tailerLag.push(Number(r.lag_seconds));
+          }
+          await sleep(500);
+        }
+      })(),
+    );
+    // Rejects when a probe loop fails (observed wherever the bench waits); never resolves.
+    const failedLoop = Promise.race(loops.map((l) => l.then(() => new Promise<never>(() => undefined))));
+    failedLoop.catch(() => undefined);
+
+    // Warm-up: the tailer is streaming once a probe row of each source has arrived.
+    const warm = Date.now() + 120_000;
+    const allSeen = () =>
+      SOURCES.every((s) => probes.some((p) => fromRouter.ownerOf(p.id) === s && p.seenAt));
+    while (!allSeen()) {
+      if (tailExited) return { error: failureNote('reshard tail (live)', await tailRun) };
+      if (Date.now() > warm) return { error: 'reshard tail (live): no probe row arrived within 120 s' };
+      await Promise.race([sleep(50), failedLoop]);
+    }
+    log(
+      `tail: sysbench oltp_write_only at --rate ${o.rates.join(', ')} trx/s on s0, s1 for ${WARM_S} + ${o.seconds} s, probing lag after the first ${WARM_S} s`,
+    );
+    live.phase = 'warm';
+    let start: Record<string, Position> | undefined;
+    let loadAtStart = Number.NaN;
+    let pressureAtStart: { us: number; at: number } | undefined;
+    let t0 = process.hrtime.bigint();
+    const counted = (async () => {
+      await sleep(WARM_S * 1000);
+      if (live.phase !== 'warm') return;
+      start = await positions(env);
+      loadAtStart = loadavg()[0]!;
+      pressureAtStart = cpuPressure();
+      t0 = process.hrtime.bigint();
+      live.phase = 'load';
+    })();
+    const runs = await Promise.race([
+      Promise.all(
+        SOURCES.map((s, i) =>
+          h.run(
+            peers.sysbench!,
+            [
+              ...sysbenchArgs(env, s, o.tableSize),
+              `--rate=${o.rates[i]}`,
+              `--time=${WARM_S + o.seconds}`,
+              'run',
+            ],
+            { label: `sysbench --rate ${s}` },
+          ),
+        ),
+      ),
+      failedLoop,
+    ]);
+    const sbSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const ended: Phase = live.phase as Phase;
+    live.phase = 'drain';
+    await counted;
+    const failed = runs.find((r) => r.code !== 0);
+    if (failed) return { error: failureNote('sysbench run (throttled)', failed) };
+    if (ended !== 'load' || !start) return { error: 'sysbench ended before the warm-up was over' };
+    const load = `${loadAtStart.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}`;
+    const pressureAtEnd = cpuPressure();
+    const stalled =
+      pressureAtStart && pressureAtEnd
+        ? (pressureAtEnd.us - pressureAtStart.us) / 1000 / (pressureAtEnd.at - pressureAtStart.at)
+        : Number.NaN;
+    stopProbing = true;
+    // Drain: every counted probe arrives, or the wait ends (a lag that large is a result too).
+    const waitS = 30;
+    const drain = Date.now() + waitS * 1000;
+    const inPhase = (ph: Phase) => probes.filter((p) => p.phase === ph);
+    while (
+      [...inPhase('warm'), ...inPhase('load')].some((p) => p.seenAt === undefined) &&
+      Date.now() < drain &&
+      !tailExited
+    )
+      await Promise.race([sleep(50), failedLoop]);
+    const end = await positions(env);
+    const lost = inPhase('load').filter((p) => p.seenAt === undefined);
+    const now = performance.now();
+    const lagOf = (p: Probe) => ((p.seenAt ?? now) - p.committedAt) / 1000;
+    const lags = inPhase('load').map(lagOf);
+    const warmLags = inPhase('warm').map(lagOf);
+    const binRows = await binlogRows(env, start, end);
+    const probeRows = inPhase('load').length;
+    stopped = true;
+    await Promise.all(loops);
+    stopTail.abort();
+    const t = await tailRun;
+    const tailerNote =
+      t.code === 0 ? undefined : `the live tailer ended with ${failureNote('reshard tail', t)}`;
+    return {
+      lags,
+      lost: lost.length,
+      warmMaxS: warmLags.length ? Math.max(...warmLags) : Number.NaN,
+      tailerLag,
+      tps: runs.map(sysbenchTps).reduce((a, b) => a + b, 0),
+      rowsPerSecond: typeof binRows === 'number' ? Math.max(0, binRows - probeRows) / sbSeconds : Number.NaN,
+      loadavg: load,
+      cpuStalled: stalled,
+      ...(tailerNote ? { tailerNote } : {}),
+    };
+  } finally {
+    stopProbing = true;
+    stopped = true;
+    await Promise.allSettled(loops);
+    stopTail.abort();
+    await tailRun.catch(() => undefined);
+    for (const c of Object.values(conns)) await c?.end().catch(() => undefined);
+  }
+}
+
+/** Fresh ids (counting up from 1) owned by each source under the source topology. */
+function idsOwnedBy(router: Router): (source: string) => number {
+  const next = new Map<string, number>();
+  return (source) => {
+    let id = next.get(source) ?? 1;
+    while (router.ownerOf(id) !== source) id++;
+    next.set(source, id + 1);
+    return id;
+  };
 }
 
 function topologyBase() {
   return {
-    tables: TABLES.map((name) => ({ name, shardKey: 'id' })),
+    tables: [...TABLES, PROBE].map((name) => ({ name, shardKey: 'id' })),
     scheme: { type: 'hash-mod', hash: 'crc32' },
   };
 }
@@ -237,6 +559,10 @@ async function prepareSources(env: BenchEnv, tableSize: number): Promise<void> {
                END IF`,
           );
         }
+        // The live phase's probe table (its rows are inserted by the bench, owned ids only).
+        await c.query(
+          `CREATE TABLE ${DB}.${qi(PROBE)} (id BIGINT NOT NULL PRIMARY KEY, sent_at DATETIME(6) NOT NULL) ENGINE=InnoDB`,
+        );
       });
     }),
   );
@@ -246,7 +572,7 @@ async function prepareSources(env: BenchEnv, tableSize: number): Promise<void> {
 async function createTables(insts: Instance[], env: BenchEnv): Promise<void> {
   const defs = await env.h.withConn('s0', async (c) => {
     const out: string[] = [];
-    for (const t of TABLES) {
+    for (const t of [...TABLES, PROBE]) {
       const [r] = await c.query(`SHOW CREATE TABLE ${DB}.${t}`);
       out.push(
         String((r as Record<string, unknown>[])[0]?.['Create Table']).replace(/ AUTO_INCREMENT=\d+/, ''),

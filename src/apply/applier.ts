@@ -200,8 +200,17 @@ export class TargetApplier {
       : undefined;
   }
 
-  /** Apply `ops` (and record `position`) in one transaction; retried as a whole on conflicts. */
-  async apply(ops: RowOp[], position?: ApplyPosition): Promise<ApplyStats> {
+  /**
+   * Apply `ops` (and record `position`) in one transaction; retried as a whole on conflicts.
+   * `beforeCommit` is awaited inside the transaction, after every write and before COMMIT (on
+   * each attempt): for work that must be durable before this transaction is, which then
+   * overlaps the writes instead of preceding them.
+   */
+  async apply(
+    ops: RowOp[],
+    position?: ApplyPosition,
+    opts: { beforeCommit?: () => Promise<void> } = {},
+  ): Promise<ApplyStats> {
     return withRetry(
       async () => {
         const conn = await this.connection();
@@ -226,6 +235,7 @@ export class TargetApplier {
               ],
             );
           }
+          await opts.beforeCommit?.();
           await conn.query('COMMIT');
           return stats;
         } catch (err) {

@@ -1,12 +1,17 @@
 /**
- * Feeds verify's change filter (src/verify/changes.ts) from the tailer, so `reshard verify
- * --incremental` re-checks exactly the buckets the tailer touched since the last clean verify.
+ * Feeds verify's change records (src/verify/changes.ts) from the tailer, so `reshard verify
+ * --incremental` re-checks exactly the rows the tailer touched since the last clean verify: their
+ * primary keys (by lookup) while the epoch's key list is complete, else the buckets of their
+ * change ids in the Bloom filter.
  *
- * Ordering: a change is recorded in the control schema *before* the target transaction that
- * applies it commits (the worker awaits `record` first), so an applied change is never missing
- * from the filter — a crash in between only adds a harmless extra re-check.
- * Cost: every caller within one short window shares one control-schema write, and writes on
- * one control connection are serialized (recordChanges runs its own transaction).
+ * Ordering: a change is recorded in the control schema — change id and key, one transaction —
+ * *before* the target transaction that applies it commits (the tailer waits for `record` before
+ * that commit), so an applied change is never missing from either record; a crash in between only
+ * adds a harmless extra re-check.
+ * Cost: at most one control-schema write per window and one in flight per recorder; whatever
+ * arrives meanwhile shares the next write (so under a steady stream the writes grow, not their
+ * queue). Writes on one control connection are serialized (recordChanges runs its own transaction).
+ * Keys add one packed row per table to that write, and each key is written once per epoch.
  */
 import type { RowOp } from '../apply/applier.js';
 import type { ControlConnection } from '../state/control.js';
@@ -18,6 +23,8 @@ export class ChangeRecorder {
   private pending: ChangedRow[] = [];
   private waiters: { resolve: () => void; reject: (e: unknown) => void }[] = [];
   private timer: NodeJS.Timeout | undefined;
+  private writing = false;
+  private lastWriteAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly control: Pick<ControlConnection, 'conn'>,
@@ -26,18 +33,26 @@ export class ChangeRecorder {
     private readonly windowMs = 50,
   ) {}
 
-  /** Resolves once the primary keys of `ops` are in the persisted filter. */
+  /** Resolves once the primary keys of `ops` are persisted (filter and, while it is kept, key list). */
   record(ops: readonly RowOp[]): Promise<void> {
     if (ops.length === 0) return Promise.resolve();
     for (const o of ops)
       this.pending.push({ table: o.table.name, pk: o.table.pk.map((i) => o.row[i] ?? null) });
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
-    if (!this.timer) this.timer = setTimeout(() => this.flush(), this.windowMs);
+    this.schedule();
     return p;
+  }
+
+  private schedule(): void {
+    if (this.timer || this.writing || this.pending.length === 0) return;
+    const wait = Math.max(0, this.windowMs - (Date.now() - this.lastWriteAt));
+    this.timer = setTimeout(() => this.flush(), wait);
   }
 
   private flush(): void {
     this.timer = undefined;
+    this.writing = true;
+    this.lastWriteAt = Date.now();
     const rows = this.pending;
     const waiters = this.waiters;
     this.pending = [];
@@ -48,13 +63,18 @@ export class ChangeRecorder {
       .catch(() => undefined)
       .then(() => recordChanges(this.control, this.jobId, this.source, rows));
     chains.set(conn, next);
-    next.then(
-      () => {
-        for (const w of waiters) w.resolve();
-      },
-      (e: unknown) => {
-        for (const w of waiters) w.reject(e);
-      },
-    );
+    next
+      .then(
+        () => {
+          for (const w of waiters) w.resolve();
+        },
+        (e: unknown) => {
+          for (const w of waiters) w.reject(e);
+        },
+      )
+      .finally(() => {
+        this.writing = false;
+        this.schedule();
+      });
   }
 }

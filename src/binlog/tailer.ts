@@ -9,12 +9,14 @@
  *
  * Per source shard S one pipeline: a ZongjiSource (source.ts) yields whole transactions; the
  * dispatcher routes each row change (route.ts) to target operations and appends them, per target,
- * to that target's worker queue, in binlog order. One worker per (S, target) pair with a moving
- * segment: it takes queued transactions in order — several per target transaction, up to
- * `batchOps` operations — and commits them through TargetApplier with the position of the last
- * one (the position commits in the same target transaction as the rows). Workers of different
- * targets run in parallel; each preserves the source's order. Why that converges exactly:
- * README.md.
+ * to that target's worker queue, in binlog order, and (forward) starts recording their keys for
+ * verify --incremental (changes.ts). One worker per (S, target) pair with a moving segment: it
+ * takes queued transactions in order — several per target transaction, up to `batchOps`
+ * operations — and commits them through TargetApplier with the position of the last one (the
+ * position commits in the same target transaction as the rows; the keys' record is awaited just
+ * before that COMMIT, so it stays write-ahead without adding to the latency). Workers of
+ * different targets run in parallel; each preserves the source's order. Why that converges
+ * exactly: README.md.
  *
  * Resume: each worker reads its target's committed position for S; the stream restarts at the
  * minimum over the workers (else the start position the copier recorded), and each worker skips
@@ -38,7 +40,14 @@ import {
 import type { PlanIndex } from '../plan/plan-index.js';
 import type { Plan } from '../plan/types.js';
 import { readTableDefinition, requireTableDefinition } from '../preflight/schema.js';
-import { appendEvent, type ControlConnection, type Job } from '../state/control.js';
+import {
+  appendEvent,
+  type ControlConnection,
+  getJob,
+  isTerminal,
+  type Job,
+  openControl,
+} from '../state/control.js';
 import type { Shard, TableSpec, Topology } from '../topology/types.js';
 import { ChangeRecorder } from './changes.js';
 import { compactOps } from './compact.js';
@@ -179,6 +188,12 @@ interface Batch {
   position: BinlogPosition;
   /** Estimated local commit time (ms) of the batch's first source transaction. */
   oldest: number;
+  /**
+   * Settles once the batch's changed keys are in verify's change filter (forward only): the
+   * dispatcher starts recording when it routes the transaction, and the worker waits for it
+   * before its target commit, so the record stays write-ahead but overlaps the queue wait.
+   */
+  recorded?: Promise<void>;
 }
 
 /** One (source, target) pair: applies the source's operations for the target, in order. */
@@ -246,16 +261,37 @@ class Worker {
     });
   }
 
-  private async commit(ops: RowOp[], position: BinlogPosition): Promise<void> {
+  private async commit(
+    ops: RowOp[],
+    position: BinlogPosition,
+    recorded: readonly Promise<void>[] = [],
+  ): Promise<void> {
     const pos: ApplyPosition = {
       source: this.p.posKey,
       file: position.file,
       pos: position.pos,
       gtid: position.gtid,
     };
-    // Forward only: verify compares the old shards with the new ones.
-    if (this.p.tailer.direction === 'forward') await this.p.changes.record(ops);
-    await this.applier.apply(ops, pos);
+    // Write-ahead: every key of these operations is in verify's change filter before they
+    // commit. The dispatcher started recording when it routed them; what is left of that wait
+    // overlaps the writes. A failed record is not the target's fault: it must not be retried
+    // as a target error (the applier retries those), so it leaves as the tailer's own.
+    const beforeCommit = async () => {
+      try {
+        await Promise.all(recorded);
+      } catch (e) {
+        if (e instanceof ReshardError) throw e;
+        throw new RetriesExhaustedError(
+          'E_TAIL_CHANGES',
+          `${this.p.label}: could not record changed keys for verify --incremental in the control schema: ${(e as Error)?.message ?? e}`,
+          {
+            hint: 'check the control server; re-running reshard tail resumes from the committed positions',
+            cause: e,
+          },
+        );
+      }
+    };
+    await this.applier.apply(ops, pos, recorded.length > 0 ? { beforeCommit } : {});
     this.committed = position;
     this.lastCommitAt = Date.now();
   }
@@ -270,9 +306,11 @@ class Worker {
         // compact.ts to few runs of one kind, which the applier writes one statement per run.
         const first = this.queue.shift()!;
         const byTable = new Map<RowOp['table'], RowOp[]>();
+        const recorded = new Set<Promise<void>>();
         let count = 0;
         let position = first.position;
         const add = (b: Batch) => {
+          if (b.recorded) recorded.add(b.recorded);
           for (const op of b.ops) {
             let list = byTable.get(op.table);
             if (!list) {
@@ -293,7 +331,7 @@ class Worker {
           for (const op of compactOps(list, (o) => pkKey(meta, o.row), exact)) ops.push(op);
         }
         this.applying = { ops, position, oldest: first.oldest };
-        await this.commit(ops, position);
+        await this.commit(ops, position, [...recorded]);
         this.applying = undefined;
         this.queuedOps -= count;
         this.appliedOps += count;
@@ -334,8 +372,14 @@ interface Latest {
 class Pipeline {
   readonly posKey: string;
   readonly workers = new Map<string, Worker>();
-  /** Changed keys for `reshard verify --incremental`, recorded before each target commit. */
-  readonly changes: ChangeRecorder;
+  /**
+   * Changed keys for `reshard verify --incremental` (forward only: verify compares the old shards
+   * with the new ones), recorded as transactions are routed, before any target commits them.
+   * On its own control connection: the recorder's writes then never queue behind another
+   * source's or the status mirror's.
+   */
+  private changes: ChangeRecorder | undefined;
+  private changesControl: ControlConnection | undefined;
   /** Per target, per table: how to decode images for that target. */
   private readonly targetTables = new Map<string, Map<string, TargetTable>>();
   /** Target tables whose primary keys compare by bytes (compact.ts may reorder their ops). */
@@ -368,7 +412,6 @@ class Pipeline {
   ) {
     this.posKey = tailer.direction === 'forward' ? name : `reverse:${name}`;
     this.tables = tailer.sourceSide.tables;
-    this.changes = new ChangeRecorder(tailer.ctx.control, tailer.ctx.job.id, name);
   }
 
   get label(): string {
@@ -397,6 +440,10 @@ class Pipeline {
     const t = this.tailer;
     const conn = await this.sourceConn();
     this.flavor = (await serverFlavor(conn)).flavor;
+    if (t.direction === 'forward') {
+      this.changesControl = await openControl(t.ctx.control.dsnForHint);
+      this.changes = new ChangeRecorder(this.changesControl, t.ctx.job.id, this.name);
+    }
     await this.checkBinlogSettings(conn);
     await this.measureClock(conn);
     const db = this.shard.endpoint.database;
@@ -724,8 +771,17 @@ class Pipeline {
       ops.push({ kind: r.kind, table: tt.meta, source: this.name, row: tt.decode(r.image) });
     }
     const oldest = this.commitEstimate(txn.timestamp, txn.receivedAt);
+    let recorded: Promise<void> | undefined;
+    if (this.changes && perTarget.size > 0) {
+      recorded = this.changes.record([...perTarget.values()].flat());
+      // Observed by the worker that commits these operations; a stop before that must not turn
+      // a failed record into an unhandled rejection.
+      recorded.catch(() => undefined);
+    }
     for (const [target, ops] of perTarget)
-      this.workers.get(target)!.enqueue({ ops, position: txn.position, oldest });
+      this.workers
+        .get(target)!
+        .enqueue({ ops, position: txn.position, oldest, ...(recorded ? { recorded } : {}) });
   }
 
   /** Wait until every worker has committed everything dispatched so far. */
@@ -925,6 +981,8 @@ class Pipeline {
     await Promise.all([...this.workers.values()].map((w) => w.applier.close().catch(() => undefined)));
     await this.conn?.end().catch(() => this.conn?.destroy());
     this.conn = undefined;
+    await this.changesControl?.close().catch(() => this.changesControl?.conn.destroy());
+    this.changesControl = undefined;
   }
 }
 
@@ -1065,6 +1123,7 @@ class Tailer implements TailHandle {
     }
     try {
       for (const p of this.pipelines) await this.lock(p.name);
+      await this.refuseFinishedJob();
       await Promise.all(this.pipelines.map((p) => p.setup()));
       if (this.opts.metricsPort !== undefined) {
         this.server = await serveMetrics(this.metrics.registry, this.opts.metricsPort);
@@ -1120,6 +1179,27 @@ class Tailer implements TailHandle {
       );
     }
     this.locks.push(name);
+  }
+
+  /**
+   * Re-read the job once our locks are held: `reshard complete` (and a finished rollback) hold or
+   * follow these locks, so a tailer that checked the state before one of them moved the job to
+   * a terminal state finds out here instead of streaming for a finished job.
+   */
+  private async refuseFinishedJob(): Promise<void> {
+    const job = await getJob(this.ctx.control.conn, this.ctx.job.id);
+    if (job && isTerminal(job.state)) {
+      throw new PreconditionError(
+        'E_TAIL_JOB_STATE',
+        `job ${job.name} is '${job.state}': there is nothing left to tail`,
+        {
+          hint:
+            job.state === 'completed'
+              ? 'the rollback window is closed; reverse tailing is no longer needed'
+              : undefined,
+        },
+      );
+    }
   }
 
   private async unlock(): Promise<void> {

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { defineCleanup } from './cleanup.js';
+import { defineComplete } from './complete.js';
 import { defineCopy } from './copy.js';
 import { defineCutover } from './cutover.js';
 import { defineDemo } from './demo.js';
@@ -27,6 +28,7 @@ export function registerCommands(program: Command): void {
   defineVerify(program);
   defineCutover(program);
   defineRollback(program);
+  defineComplete(program);
   defineStatus(program);
   defineRoute(program);
   defineDemo(program);

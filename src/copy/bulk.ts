@@ -20,9 +20,20 @@ import type { Connection } from 'mysql2/promise';
 import type { TableMeta } from '../apply/table.js';
 import type { Row } from '../apply/values.js';
 import { q } from '../db/quote.js';
-import type { TableDefinition } from '../preflight/schema.js';
+import { INTEGER_TYPES, type TableDefinition } from '../preflight/schema.js';
 
-type Mode = 'text' | 'hex' | 'bit';
+/**
+ * How a column's driver value becomes a LOAD DATA field: 'plain' for types whose text form never
+ * holds a character LOAD DATA escapes (numbers, temporal types), 'text' escaped, 'hex' for bytes
+ * (UNHEX on the server), 'bit' as an integer.
+ */
+type Mode = 'plain' | 'text' | 'hex' | 'bit';
+
+const PLAIN_TYPES = new Set([
+  ...INTEGER_TYPES,
+  ...['decimal', 'numeric', 'float', 'double', 'real'],
+  ...['date', 'datetime', 'timestamp', 'time', 'year'],
+]);
 
 const HEX_TYPES = new Set(['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob']);
 /** Types whose values the driver does not return as exact text or bytes: never bulk-loaded. */
@@ -61,7 +72,7 @@ export function bulkPlan(meta: TableMeta, def: TableDefinition): BulkPlan | unde
       targets.push(`@v${i}`);
       sets.push(`${q(name)} = UNHEX(@v${i})`);
     } else {
-      modes.push('text');
+      modes.push(PLAIN_TYPES.has(col.dataType) ? 'plain' : 'text');
       targets.push(q(name));
     }
   }
@@ -79,37 +90,125 @@ const ESCAPES = /[\\\t\n\r\0]/g;
 const escapeChar = (c: string) =>
   c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\0';
 
-/** LOAD DATA's default format: fields by TAB, lines by LF, backslash escapes, \N for NULL. */
-export function encodeRows(rows: readonly Row[], modes: readonly Mode[]): Buffer {
-  const lines: string[] = new Array(rows.length);
-  const fields: string[] = new Array(modes.length);
-  for (let r = 0; r < rows.length; r++) {
-    const row = rows[r]!;
-    for (let i = 0; i < modes.length; i++) {
-      const v = row[i];
-      if (v === null || v === undefined) {
-        fields[i] = '\\N';
-        continue;
-      }
+/** One row as a line of LOAD DATA's default format (without the newline). */
+export function encodeRow(row: Row, modes: readonly Mode[]): string {
+  let line = '';
+  for (let i = 0; i < modes.length; i++) {
+    const v = row[i];
+    let f: string;
+    if (v === null || v === undefined) f = '\\N';
+    else
       switch (modes[i]) {
+        case 'plain':
+          if (typeof v === 'string') f = v;
+          else if (typeof v === 'number' || typeof v === 'bigint') f = String(v);
+          else throw new NotBulkable('bytes in a numeric or temporal column');
+          break;
         case 'text':
-          if (typeof v === 'string') fields[i] = NEEDS_ESCAPE.test(v) ? v.replace(ESCAPES, escapeChar) : v;
-          else if (typeof v === 'number' || typeof v === 'bigint') fields[i] = String(v);
+          if (typeof v === 'string') f = NEEDS_ESCAPE.test(v) ? v.replace(ESCAPES, escapeChar) : v;
+          else if (typeof v === 'number' || typeof v === 'bigint') f = String(v);
           else throw new NotBulkable('bytes in a text column');
           break;
         case 'hex':
           if (!Buffer.isBuffer(v)) throw new NotBulkable('text in a binary column');
-          fields[i] = v.toString('hex');
+          f = v.toString('hex');
           break;
-        case 'bit':
+        default:
           if (!Buffer.isBuffer(v)) throw new NotBulkable('BIT value is not bytes');
-          fields[i] = v.length === 0 ? '0' : BigInt(`0x${v.toString('hex')}`).toString();
-          break;
+          f = v.length === 0 ? '0' : BigInt(`0x${v.toString('hex')}`).toString();
       }
-    }
-    lines[r] = fields.join('\t');
+    line = i === 0 ? f : `${line}\t${f}`;
   }
-  return Buffer.from(`${lines.join('\n')}\n`, 'utf8');
+  return line;
+}
+
+/** LOAD DATA's default format: fields by TAB, lines by LF, backslash escapes, \N for NULL. */
+export function encodeRows(rows: readonly Row[], modes: readonly Mode[]): Buffer {
+  return Buffer.from(`${rows.map((r) => encodeRow(r, modes)).join('\n')}\n`, 'utf8');
+}
+
+/** Rows already encoded for one LOAD DATA: the bytes (in parts) and how many rows they hold. */
+export interface TsvBatch {
+  parts: Buffer[];
+  rows: number;
+  bytes: number;
+}
+
+const PART_BYTES = 1 << 20;
+/**
+ * Spare parts, reused once their load finished: a copy streams its whole volume through these
+ * buffers, and allocating it anew would make V8 count it as external memory and run a full
+ * garbage collection every 64 MB or so.
+ */
+const spareParts: Buffer[] = [];
+const MAX_SPARE_PARTS = 32;
+
+/**
+ * Encodes rows for one target as they stream in from the source, into batches of at most
+ * `maxBytes` (each batch is one LOAD DATA in one transaction). Why stream: a page's rows then die
+ * young — the copier holds a few compact buffers per page instead of thousands of row arrays
+ * across the target round trips, which is most of its garbage-collection time and peak memory.
+ */
+export class TsvEncoder {
+  readonly batches: TsvBatch[] = [];
+  private part: Buffer | undefined;
+  private offset = 0;
+  private batch: TsvBatch = { parts: [], rows: 0, bytes: 0 };
+  private readonly owned: Buffer[] = [];
+  constructor(
+    private readonly modes: readonly Mode[],
+    private readonly maxBytes: number,
+  ) {}
+
+  /** Add one row; throws NotBulkable when a value cannot be expressed (the caller uses the applier). */
+  add(row: Row): void {
+    const line = encodeRow(row, this.modes);
+    // Worst case 3 bytes per UTF-16 unit, plus the newline.
+    const worst = line.length * 3 + 1;
+    if (this.batch.rows > 0 && this.batch.bytes + this.offset + worst > this.maxBytes) this.sealBatch();
+    if (!this.part || this.offset + worst > this.part.length) {
+      this.sealPart();
+      this.part =
+        worst <= PART_BYTES
+          ? (spareParts.pop() ?? Buffer.allocUnsafe(PART_BYTES))
+          : Buffer.allocUnsafe(worst);
+      this.owned.push(this.part);
+    }
+    this.offset += this.part.write(line, this.offset, 'utf8');
+    this.part[this.offset++] = 0x0a;
+    this.batch.rows++;
+  }
+
+  /** The batches, after the last row. */
+  finish(): TsvBatch[] {
+    this.sealBatch();
+    return this.batches;
+  }
+
+  /** The batches were sent (or will never be): their buffers may be reused. */
+  release(): void {
+    for (const b of this.owned)
+      if (b.length === PART_BYTES && spareParts.length < MAX_SPARE_PARTS) spareParts.push(b);
+    this.owned.length = 0;
+    this.batches.length = 0;
+    this.part = undefined;
+    this.offset = 0;
+  }
+
+  private sealPart(): void {
+    if (this.part && this.offset > 0) {
+      this.batch.parts.push(this.part.subarray(0, this.offset));
+      this.batch.bytes += this.offset;
+    }
+    this.part = undefined;
+    this.offset = 0;
+  }
+
+  private sealBatch(): void {
+    this.sealPart();
+    if (this.batch.rows > 0) this.batches.push(this.batch);
+    this.batch = { parts: [], rows: 0, bytes: 0 };
+  }
 }
 
 /** Server refuses LOAD DATA LOCAL (local_infile off, or the client side rejected it). */
@@ -119,19 +218,18 @@ export function isLocalInfileRefused(e: unknown): boolean {
 }
 
 /**
- * Load `rows` in one transaction on `conn`; true when committed (every row inserted, no
+ * Load `batch` in one transaction on `conn`; true when committed (every row inserted, no
  * warning), false when rolled back (the caller uses the applier).
  */
-export async function loadAbsent(conn: Connection, plan: BulkPlan, rows: readonly Row[]): Promise<boolean> {
-  const data = encodeRows(rows, plan.modes);
+export async function loadAbsent(conn: Connection, plan: BulkPlan, batch: TsvBatch): Promise<boolean> {
   await conn.query('START TRANSACTION');
   try {
     const [res] = await conn.query({
       sql: plan.sql,
-      infileStreamFactory: () => Readable.from([data]),
+      infileStreamFactory: () => Readable.from(batch.parts),
     } as unknown as string);
     const info = res as unknown as { affectedRows: number; warningStatus: number };
-    if (info.warningStatus === 0 && info.affectedRows === rows.length) {
+    if (info.warningStatus === 0 && info.affectedRows === batch.rows) {
       await conn.query('COMMIT');
       return true;
     }

@@ -3,7 +3,7 @@
  * batches. Only rows whose segment moves away from the shard they are on are touched; rows that
  * stay (in-place expansion) are never read for deletion.
  *
- * Lifecycle: open the job (must be cut-over or completed) → per old shard and table: keyset scan
+ * Lifecycle: open the job (must be completed; a dry run also when cut-over) → per old shard and table: keyset scan
  * (non-locking) of (primary key, shard key) → keep rows that move away → check each still exists
  * on its new owner → DELETE … WHERE the primary key AND the shard key are still what was read
  * (a row changed meanwhile is left alone) → next batch. Re-runnable: deleted rows are gone.
@@ -77,7 +77,19 @@ export async function runCleanup(opts: RunCleanupOptions): Promise<CleanupSummar
         'E_CLEANUP_TOO_EARLY',
         `job '${job.name}' is '${job.state}': cleanup deletes the moved rows from their old shards, which is only safe after a committed cutover`,
         {
-          hint: 'finish the reshard first (copy, tail, verify, cutover); cleanup is allowed in state cut-over or completed',
+          hint: 'finish the reshard first (copy, tail, verify, cutover, complete); a dry run is allowed once cut over',
+          data: { state: job.state },
+        },
+      );
+    }
+    // While a job is cut over, reverse replication keeps the old shards current so that a
+    // rollback loses nothing: deleting the moved rows there would make that rollback lose them.
+    if (opts.execute && job.state !== 'completed') {
+      throw new PreconditionError(
+        'E_CLEANUP_TOO_EARLY',
+        `job '${job.name}' is cut over but not completed: its old shards are still the rollback copy, so cleanup would make a rollback lose the moved rows`,
+        {
+          hint: 'once rollback is no longer wanted, stop `reshard tail --reverse` and run `reshard complete --plan … --execute`; then clean up',
           data: { state: job.state },
         },
       );

@@ -18,9 +18,17 @@ import type { RowOp, TargetApplier } from '../apply/applier.js';
 import { routeKeyOf, type TableMeta } from '../apply/table.js';
 import type { Row } from '../apply/values.js';
 import { classifyError } from '../db/retry.js';
+import { streamQuery } from '../db/stream.js';
 import { log } from '../output.js';
 import type { PlanIndex } from '../plan/plan-index.js';
-import { type BulkPlan, isLocalInfileRefused, loadAbsent, NotBulkable } from './bulk.js';
+import {
+  type BulkPlan,
+  isLocalInfileRefused,
+  loadAbsent,
+  NotBulkable,
+  type TsvBatch,
+  TsvEncoder,
+} from './bulk.js';
 import type { KeyColumn, PkTuple } from './keyset.js';
 import { pageQuery } from './keyset.js';
 
@@ -159,41 +167,47 @@ export class TargetWriter {
   }
 
   /**
-   * Write full row images of one table, as `source`: each batch by LOAD DATA if it inserts
-   * cleanly, else as upserts through the applier.
+   * Load batches encoded while the page streamed in (see `streamPage`): true when every batch
+   * committed; false as soon as one was rolled back or the target refuses LOAD DATA LOCAL — the
+   * caller then writes this target's rows of the page through the applier (re-applying rows an
+   * earlier batch loaded is harmless: the same images, upserted).
    */
-  async write(
-    batches: Row[][],
-    table: TableMeta,
-    source: string,
-    plan: BulkPlan | undefined,
-  ): Promise<{ bulk: number }> {
-    let bulk = 0;
+  async loadBatches(batches: readonly TsvBatch[], plan: BulkPlan): Promise<boolean> {
     for (const batch of batches) {
-      if (plan && !this.bulk.disabled) {
-        try {
-          if (await loadAbsent(await this.connection(), plan, batch)) {
-            bulk += batch.length;
-            continue;
-          }
-        } catch (e) {
-          if (isLocalInfileRefused(e)) {
-            this.bulk.disabled = true;
-            log().warn(
-              { target: this.bulk.target, err: (e as Error).message },
-              'the target refuses LOAD DATA LOCAL (local_infile); copying with INSERT instead, about half as fast',
-            );
-          } else if (!(e instanceof NotBulkable)) {
-            const c = this.conn;
-            this.conn = undefined;
-            c?.destroy();
-            throw e;
-          }
+      if (this.bulk.disabled) return false;
+      try {
+        if (!(await loadAbsent(await this.connection(), plan, batch))) return false;
+      } catch (e) {
+        if (!isLocalInfileRefused(e)) {
+          const c = this.conn;
+          this.conn = undefined;
+          c?.destroy();
+          throw e;
         }
+        this.refused(e);
+        return false;
       }
-      await this.applier.apply(batch.map((row): RowOp => ({ kind: 'upsert', table, source, row })));
     }
-    return { bulk };
+    return true;
+  }
+
+  /** Apply full row images as `source` through the owner-aware applier, in batches of bounded size. */
+  async applyRows(rows: readonly Row[], table: TableMeta, source: string): Promise<void> {
+    for (const batch of byteBatches(rows))
+      await this.applier.apply(batch.map((row): RowOp => ({ kind: 'upsert', table, source, row })));
+  }
+
+  private refused(e: unknown): void {
+    if (this.bulk.disabled) return;
+    this.bulk.disabled = true;
+    log().warn(
+      { target: this.bulk.target, err: (e as Error).message },
+      'the target refuses LOAD DATA LOCAL (local_infile); copying with INSERT instead, about half as fast',
+    );
+  }
+
+  get bulkDisabled(): boolean {
+    return this.bulk.disabled;
   }
 
   async close(): Promise<void> {
@@ -216,6 +230,10 @@ export class TargetPool {
     this.free = [...writers];
     this.all = [...writers];
     this.limit = pLimit(Math.max(1, writers.length));
+  }
+  /** Whether this target takes LOAD DATA (false once it refused LOCAL INFILE). */
+  get bulkEnabled(): boolean {
+    return !(this.all[0]?.bulkDisabled ?? true);
   }
   run<T>(fn: (w: TargetWriter) => Promise<T>): Promise<T> {
     return this.limit(async () => {
@@ -257,7 +275,14 @@ export async function readPage(
   upper: PkTuple | null,
   limit: number,
 ): Promise<Row[]> {
-  const q = pageQuery({
+  const q = lockingPageQuery(job, lower, upper, limit);
+  const [rows] = await src.query({ sql: q.sql, values: q.params, rowsAsArray: true });
+  return rows as unknown as Row[];
+}
+
+/** The page `lower < pk <= upper` (moving rows only, where SQL can tell), in key order, under shared locks. */
+function lockingPageQuery(job: TableJob, lower: PkTuple | null, upper: PkTuple | null, limit: number) {
+  return pageQuery({
     table: job.meta.sql.table,
     columns: job.meta.sql.columns,
     key: job.key,
@@ -267,73 +292,169 @@ export async function readPage(
     limit,
     lock: true,
   });
-  const [rows] = await src.query({ sql: q.sql, values: q.params, rowsAsArray: true });
-  return rows as unknown as Row[];
 }
 
-export async function writePage(
-  rows: Row[],
+/** Rows split so that no one apply call carries more than MAX_APPLY_BYTES of row data. */
+function byteBatches(rows: readonly Row[]): Row[][] {
+  const out: Row[][] = [];
+  let batch: Row[] = [];
+  let size = 0;
+  for (const row of rows) {
+    const b = approxBytes(row);
+    if (batch.length > 0 && size + b > MAX_APPLY_BYTES) {
+      out.push(batch);
+      batch = [];
+      size = 0;
+    }
+    batch.push(row);
+    size += b;
+  }
+  if (batch.length) out.push(batch);
+  return out;
+}
+
+/** What one target gets of a streamed page. */
+interface TargetPart {
+  rows: number;
+  /** LOAD DATA batches, encoded as the rows arrived. */
+  encoder?: TsvEncoder;
+  /** Rows kept as images for the applier (no bulk plan, or the target refuses LOAD DATA). */
+  images?: Row[];
+  /** A value could not be encoded: this target's rows go through the applier after a re-read. */
+  reread?: boolean;
+}
+
+export interface StreamedPage {
+  read: number;
+  misplaced: number;
+  bytes: number;
+  lastPk: PkTuple | null;
+  parts: Map<string, TargetPart>;
+}
+
+/**
+ * Read one page under shared locks (the caller has begun the source transaction) and route each
+ * row as it arrives: rows for a target that takes LOAD DATA are encoded into its batches at once
+ * and dropped, so no page of row arrays outlives the read (see TsvEncoder).
+ */
+export function streamPage(
+  src: Connection,
   job: TableJob,
   index: PlanIndex,
   pools: Map<string, TargetPool>,
-): Promise<PageResult> {
+  lower: PkTuple | null,
+  upper: PkTuple | null,
+  limit: number,
+): Promise<StreamedPage> {
   const meta = job.meta;
-  const byTarget = new Map<string, { rows: Row[]; sizes: number[] }>();
-  let misplaced = 0;
-  let bytes = 0;
-  for (const row of rows) {
-    const size = approxBytes(row);
-    bytes += size;
+  const q = lockingPageQuery(job, lower, upper, limit);
+  const page: StreamedPage = { read: 0, misplaced: 0, bytes: 0, lastPk: null, parts: new Map() };
+  let last: Row | undefined;
+  const partFor = (target: string): TargetPart => {
+    let part = page.parts.get(target);
+    if (!part) {
+      const plan = job.bulk.get(target);
+      part = { rows: 0 };
+      if (plan && pools.get(target)?.bulkEnabled) part.encoder = new TsvEncoder(plan.modes, MAX_APPLY_BYTES);
+      else part.images = [];
+      page.parts.set(target, part);
+    }
+    return part;
+  };
+  const onRow = (row: Row) => {
+    page.read++;
+    last = row;
+    page.bytes += approxBytes(row);
     const seg = index.segmentOf(routeKeyOf(meta, row[meta.shardKey] ?? null));
     if (seg.from !== job.source) {
       // In place, a source is also a target: rows copied here from another source are not ours.
-      if (seg.to !== job.source) misplaced++;
-      continue;
+      if (seg.to !== job.source) page.misplaced++;
+      return;
     }
-    if (!seg.moves) continue;
-    let t = byTarget.get(seg.to);
-    if (!t) {
-      t = { rows: [], sizes: [] };
-      byTarget.set(seg.to, t);
+    if (!seg.moves) return;
+    const part = partFor(seg.to);
+    part.rows++;
+    if (part.reread) return;
+    if (part.images) {
+      part.images.push(row);
+      return;
     }
-    t.rows.push(row);
-    t.sizes.push(size);
-  }
+    try {
+      part.encoder!.add(row);
+    } catch (e) {
+      if (!(e instanceof NotBulkable)) throw e;
+      part.encoder = undefined;
+      part.reread = true;
+    }
+  };
+  // Rows one by one through the callback API, not a page-sized array. A row that cannot be
+  // routed or encoded fails the page after the result is drained (see streamQuery).
+  return streamQuery<Row>(src, { sql: q.sql, values: q.params, rowsAsArray: true }, onRow).then(() => {
+    page.lastPk = last ? meta.pk.map((i) => last![i] ?? null) : null;
+    return page;
+  });
+}
+
+/**
+ * Write a streamed page to its targets (each committed): LOAD DATA batches where the rows were
+ * encoded, the applier for the rest. A target whose load rolled back (a key already there, a
+ * value the server would convert) or that could not be encoded gets the page's rows again from
+ * the source — the same locking transaction, so every row read is still the latest committed
+ * version and still locked (a row inserted into the range since is also locked when read, and
+ * also in the binlog after the recorded start: writing it twice is the idempotent upsert) — and
+ * writes them through the owner-aware applier.
+ */
+export async function writeStreamedPage(
+  page: StreamedPage,
+  src: Connection,
+  job: TableJob,
+  index: PlanIndex,
+  pools: Map<string, TargetPool>,
+  lower: PkTuple | null,
+): Promise<PageResult> {
+  let reread: Promise<Map<string, Row[]>> | undefined;
+  const rowsFor = async (target: string): Promise<Row[]> => {
+    reread ??= readPage(src, job, lower, page.lastPk, Number.MAX_SAFE_INTEGER).then((rows) => {
+      const by = new Map<string, Row[]>();
+      for (const row of rows) {
+        const seg = index.segmentOf(routeKeyOf(job.meta, row[job.meta.shardKey] ?? null));
+        if (seg.from !== job.source || !seg.moves) continue;
+        const list = by.get(seg.to) ?? [];
+        list.push(row);
+        by.set(seg.to, list);
+      }
+      return by;
+    });
+    return (await reread).get(target) ?? [];
+  };
   const perTarget = new Map<string, number>();
   let bulk = 0;
   await Promise.all(
-    [...byTarget].map(async ([target, t]) => {
+    [...page.parts].map(async ([target, part]) => {
       const pool = pools.get(target);
       if (!pool) throw new Error(`no writer pool for target ${target}`);
-      // One transaction per batch; a page's batches for one target are written in order.
-      const batches: Row[][] = [];
-      let batch: Row[] = [];
-      let size = 0;
-      t.rows.forEach((row, i) => {
-        const b = t.sizes[i]!;
-        if (batch.length > 0 && size + b > MAX_APPLY_BYTES) {
-          batches.push(batch);
-          batch = [];
-          size = 0;
+      const table = job.targetMeta.get(target)!;
+      await pool.run(async (w) => {
+        const plan = job.bulk.get(target);
+        try {
+          if (part.encoder && plan && (await w.loadBatches(part.encoder.finish(), plan))) {
+            bulk += part.rows;
+            return;
+          }
+        } finally {
+          part.encoder?.release();
         }
-        batch.push(row);
-        size += b;
+        await w.applyRows(part.images ?? (await rowsFor(target)), table, job.source);
       });
-      if (batch.length) batches.push(batch);
-      const r = await pool.run((w) =>
-        w.write(batches, job.targetMeta.get(target)!, job.source, job.bulk.get(target)),
-      );
-      bulk += r.bulk;
-      perTarget.set(target, t.rows.length);
+      perTarget.set(target, part.rows);
     }),
   );
-  const last = rows.at(-1);
   return {
-    read: rows.length,
+    read: page.read,
     written: [...perTarget.values()].reduce((a, b) => a + b, 0),
-    misplaced,
-    bytes,
-    lastPk: last ? meta.pk.map((i) => last[i] ?? null) : null,
+    misplaced: page.misplaced,
+    bytes: page.bytes,
+    lastPk: page.lastPk,
     perTarget,
     bulk,
   };

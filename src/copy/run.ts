@@ -25,7 +25,14 @@ import { appendEvent, connectControl, getJob, type JobState, transitionJob } fro
 import type { Shard } from '../topology/types.js';
 import { type Chunk, ChunkStore, ControlSession, chunkKey } from './claims.js';
 import { readCopyControl } from './control.js';
-import { readPage, SourceSession, type TableJob, TargetPool, TargetWriter, writePage } from './copier.js';
+import {
+  SourceSession,
+  streamPage,
+  type TableJob,
+  TargetPool,
+  TargetWriter,
+  writeStreamedPage,
+} from './copier.js';
 import { type RecordedPosition, recordStartPositions } from './position.js';
 import { createProgress, type Progress, type ProgressMode } from './progress.js';
 import { buildTableJobs, sourcePlans } from './setup.js';
@@ -561,13 +568,13 @@ async function runJob(
         const t0 = Date.now();
         try {
           const conn = await src.begin();
-          const rows = await readPage(conn, tj, lower, chunk.upper, size);
-          const page = await writePage(rows, tj, index, pools);
+          const streamed = await streamPage(conn, tj, index, pools, lower, chunk.upper, size);
+          const page = await writeStreamedPage(streamed, conn, tj, index, pools, lower);
           await src.commit();
           sizer.feedback(sk, page.read, Date.now() - t0, page.bytes);
           account(tj, page.written, page.misplaced, page.perTarget, page.bulk);
           written += page.written;
-          if (rows.length < size || page.lastPk === null) break;
+          if (page.read < size || page.lastPk === null) break;
           lower = page.lastPk;
         } catch (e) {
           await src.rollback();
@@ -593,14 +600,13 @@ async function runJob(
           if (!b) return false as const;
           slotCurrent[mySlot] = chunkKey(tj.source, tj.table, b.chunkId);
           const conn = await src.begin();
-          const rows = await readPage(conn, tj, b.lower, null, size);
-          const last = rows.at(-1);
-          const upper = rows.length < size || !last ? null : tj.meta.pk.map((i) => last[i] ?? null);
+          const streamed = await streamPage(conn, tj, index, pools, b.lower, null, size);
+          const upper = streamed.read < size ? null : streamed.lastPk;
           const chunk = await ctl.run('registering a chunk', (c) =>
             store.insertChunk(c, tj.source, tj.table, b.chunkId, b.lower, upper),
           );
           if (!chunk) return true as const;
-          return { chunk, rows };
+          return { chunk, streamed, conn };
         } catch (e) {
           slotCurrent[mySlot] = undefined;
           await src.rollback();
@@ -613,9 +619,9 @@ async function runJob(
         await src.rollback();
         return created;
       }
-      const { chunk, rows } = created;
+      const { chunk, streamed, conn } = created;
       try {
-        const page = await writePage(rows, tj, index, pools);
+        const page = await writeStreamedPage(streamed, conn, tj, index, pools, chunk.lower);
         await src.commit();
         sizer.feedback(sk, page.read, Date.now() - t0, page.bytes);
         account(tj, page.written, page.misplaced, page.perTarget, page.bulk);

@@ -286,7 +286,7 @@ export function createThrottler(opts: ThrottleOptions): Throttler {
 /**
  * Chunk sizes adapted toward a target chunk time: after each chunk, the next size for that
  * (source, table) is the measured rows/ms times the target time, moving at most ×2 or ÷2 per
- * step and kept within [min, max] rows (default 100–10 000) and under a byte budget (so wide rows give small chunks).
+ * step and kept within [min, max] rows (default 100–50 000) and under a byte budget (so wide rows give small chunks).
  */
 export class ChunkSizer {
   private readonly sizes = new Map<string, number>();
@@ -303,7 +303,7 @@ export class ChunkSizer {
     return this.opts.min ?? 100;
   }
   private get max() {
-    return this.opts.max ?? 10_000;
+    return this.opts.max ?? 50_000;
   }
   /** Seed a key's size from an average row length (information_schema) before its first chunk. */
   seed(key: string, avgRowBytes: number): void {

@@ -1,4 +1,5 @@
 /** Cutover and rollback: what commands, tests and applications import. See README.md. */
+export { type CompleteOptions, type CompleteResult, runComplete } from './complete.js';
 export {
   type Check,
   type CutoverOptions,

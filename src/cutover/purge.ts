@@ -9,13 +9,13 @@
  * time spent deleting), so the targets' own load keeps its share. Idempotent: a re-run deletes
  * whatever is left. reshard's own rows of the job (parked rows, apply positions) go too.
  */
-import type { Connection } from 'mysql2/promise';
 import { loadTableMeta, routeKeyOf } from '../apply/table.js';
 import type { Value } from '../apply/values.js';
 import { sqlParam } from '../apply/values.js';
 import { connect } from '../db/connect.js';
 import { q } from '../db/quote.js';
 import { sleep } from '../db/retry.js';
+import { iterateQuery } from '../db/stream.js';
 import type { JobContext } from '../job/context.js';
 
 export interface PurgeSummary {
@@ -25,13 +25,6 @@ export interface PurgeSummary {
 }
 
 const BATCH = 500;
-
-async function* streamRows(conn: Connection, sql: string): AsyncGenerator<Value[]> {
-  const core = (
-    conn as unknown as { connection: { query: (o: object) => { stream: () => AsyncIterable<unknown> } } }
-  ).connection;
-  for await (const r of core.query({ sql, rowsAsArray: true }).stream()) yield r as Value[];
-}
 
 export async function purgeTargets(
   ctx: JobContext,
@@ -65,7 +58,7 @@ export async function purgeTargets(
           batch = [];
           await sleep(Math.max(10, Date.now() - tb));
         };
-        for await (const r of streamRows(reader, sql)) {
+        for await (const r of iterateQuery<Value[]>(reader, { sql, rowsAsArray: true })) {
           const key = routeKeyOf(meta, r[pkCols.length] ?? null);
           const seg = ctx.index.segmentOf(key);
           if (!seg.moves || seg.to !== name) continue;

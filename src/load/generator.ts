@@ -186,6 +186,15 @@ class Worker {
     return xs.length ? xs[Math.floor(this.rnd() * xs.length)] : undefined;
   }
 
+  /** A random line of a random order (undefined when none): the order, then the line. */
+  private pickItem() {
+    const id = this.pick(this.orderIds);
+    if (id === undefined) return undefined;
+    const o = this.orders.get(id)!;
+    const it = this.pick([...o.items.values()]);
+    return it ? { id, o, it } : undefined;
+  }
+
   private async conn(shard: string): Promise<Connection> {
     let c = this.conns.get(shard);
     if (!c) {
@@ -435,11 +444,9 @@ class Worker {
         };
       }
       case 'updateItem': {
-        const id = this.pick(this.orderIds);
-        if (id === undefined) return undefined;
-        const o = this.orders.get(id)!;
-        const it = this.pick([...o.items.values()]);
-        if (!it) return undefined;
+        const picked = this.pickItem();
+        if (!picked) return undefined;
+        const { id, o, it } = picked;
         return {
           txns: [
             {
@@ -456,11 +463,9 @@ class Worker {
         };
       }
       case 'deleteItem': {
-        const id = this.pick(this.orderIds);
-        if (id === undefined) return undefined;
-        const o = this.orders.get(id)!;
-        const it = this.pick([...o.items.values()]);
-        if (!it) return undefined;
+        const picked = this.pickItem();
+        if (!picked) return undefined;
+        const { id, o, it } = picked;
         return {
           txns: [
             {

@@ -1,6 +1,7 @@
 /**
- * Changed-row tracking for incremental verify: Bloom filters of change ids in the control schema
- * (`reshard_bloom_filters`).
+ * Changed-row tracking for incremental verify, in the control schema: Bloom filters of change ids
+ * (`reshard_bloom_filters`) and, beside them, the exact changed primary keys
+ * (`reshard_changed_keys`, per epoch in `reshard_change_epochs`).
  *
  * A change id is (table, top CHANGE_BITS bits of the row's pkHash) — see bucket.ts — so it names
  * a slice of every bucket of that table whatever bits a verify run uses, and a filter over change
@@ -20,6 +21,19 @@
  *   - concurrency: two writers racing for generation g+1 collide on the primary key (errno 1062);
  *     the loser re-reads and retries, so no id is lost.
  *   - after a clean run, generations older than its epoch are dropped (`pruneChangesBefore`).
+ *
+ * Exact keys ride on the same transactions. `openEpoch` records the epoch (its first generation's
+ * number) in `reshard_change_epochs` together with that generation; `recordChanges` adds the
+ * changed primary keys, in the transaction that writes generation g+1, as rows of that
+ * generation — so the generation's primary key serializes the key writers exactly as it
+ * serializes the filter writers, a key is persisted exactly when its change id is, and the keys
+ * of epochs [a, b) are the rows of generations [a, b). Keys are stored packed, one row per table
+ * per write (the tailer writes every ~50 ms), not one row per key: writing, reading and pruning
+ * cost a few rows per batch. A key already recorded in the current epoch through the same
+ * connection is not recorded again; after CHANGED_KEYS_PER_EPOCH keys an epoch is marked
+ * overflowed and records no more (its filter still does). `loadChangedKeys` returns the keys of
+ * the closed epochs since a clean run, deduplicated, when none of them overflowed, else says why
+ * not: the verifier then re-checks the Bloom-flagged buckets instead.
  */
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import type { Value } from '../apply/values.js';
@@ -28,8 +42,12 @@ import { hashHi, hashLo, xxh64HalvesOfBytes } from '../plan/hash.js';
 import type { ControlConnection } from '../state/control.js';
 import { BloomFilter } from './bloom.js';
 import { CHANGE_BITS, changeIdOf, pkHashOfValues } from './bucket.js';
+import { canonicalBytes, lenenc, type RawRow, textRowPayload } from './rowhash.js';
+import { fetchRows } from './scan.js';
 
 const BLOOM = '`reshard_bloom_filters`';
+const EPOCHS = '`reshard_change_epochs`';
+const KEYS = '`reshard_changed_keys`';
 
 /**
  * Filter sizing for one epoch of one source: 65 536 distinct change ids at 1% false positives
@@ -38,6 +56,13 @@ const BLOOM = '`reshard_bloom_filters`';
  */
 export const CHANGE_FILTER_KEYS = 65_536;
 export const CHANGE_FILTER_FP = 0.01;
+
+/**
+ * Exact keys kept per epoch and source shard. Beyond this many, re-checking keys one by one on
+ * every shard costs about as much as scanning the flagged buckets, and the control schema would
+ * grow with the write rate: the epoch is marked overflowed instead (the Bloom filter takes over).
+ */
+export const CHANGED_KEYS_PER_EPOCH = 250_000;
 
 /** One changed row, as the tailer sees it: the table and its primary-key values (before and after images both). */
 export interface ChangedRow {
@@ -212,6 +237,109 @@ export async function loadChangeSet(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Exact keys: encoding
+
+/**
+ * The stored form of a primary key: the MySQL text-protocol payload of its columns (rowhash.ts:
+ * lenenc(len) · canonical bytes, 0xFB for NULL) — byte for byte what a SELECT of the key returns,
+ * exact for BIGINT beyond 2^53, DECIMAL, DATETIME(6) and binary values alike.
+ */
+export function encodePk(pk: readonly Value[]): Buffer {
+  if (pk.length === 1) {
+    // The common case, in one allocation: a one-column key of fewer than 251 bytes.
+    const v = pk[0] ?? null;
+    if (typeof v === 'string' && v.length < 84) {
+      const b = Buffer.allocUnsafe(1 + Buffer.byteLength(v, 'utf8'));
+      b[0] = b.write(v, 1, 'utf8');
+      return b;
+    }
+  }
+  return textRowPayload(pk.map(canonicalBytes));
+}
+
+/** A stored primary key back as raw column values (the verifier's RawRow of its key columns). */
+export function decodePk(b: Uint8Array): RawRow {
+  const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const out: RawRow = [];
+  let off = 0;
+  while (off < buf.length) {
+    if (buf[off] === 0xfb) {
+      out.push(null);
+      off += 1;
+      continue;
+    }
+    const [len, head] = readLenenc(buf, off);
+    off += head;
+    if (off + len > buf.length) throw new Error('truncated primary-key encoding');
+    out.push(Buffer.from(buf.subarray(off, off + len)));
+    off += len;
+  }
+  return out;
+}
+
+/** Keys per table, each once (by its encoding), in the order first seen. */
+function keysByTable(changes: readonly ChangedRow[]): Map<string, Map<string, Buffer>> {
+  const out = new Map<string, Map<string, Buffer>>();
+  for (const c of changes) {
+    let m = out.get(c.table);
+    if (!m) {
+      m = new Map();
+      out.set(c.table, m);
+    }
+    const pk = encodePk(c.pk);
+    m.set(pk.toString('latin1'), pk);
+  }
+  return out;
+}
+
+/** Stored rows hold at most this many bytes of keys (a write of more keys takes several rows). */
+const PART_BYTES = 1 << 20;
+
+/** Pack keys into parts of at most PART_BYTES: each key lenenc(length) · key. */
+function packKeys(keys: Iterable<Buffer>): { count: number; pks: Buffer }[] {
+  const parts: { count: number; pks: Buffer }[] = [];
+  let chunk: Buffer[] = [];
+  let bytes = 0;
+  let count = 0;
+  const cut = () => {
+    if (count > 0) parts.push({ count, pks: Buffer.concat(chunk, bytes) });
+    chunk = [];
+    bytes = 0;
+    count = 0;
+  };
+  for (const k of keys) {
+    const head = lenenc(k.length);
+    if (bytes + head.length + k.length > PART_BYTES) cut();
+    chunk.push(head, k);
+    bytes += head.length + k.length;
+    count++;
+  }
+  cut();
+  return parts;
+}
+
+/** Call `each` with every key of a packed list (subarrays of `pks`). */
+function unpackKeys(pks: Buffer, each: (key: Buffer) => void): void {
+  let off = 0;
+  while (off < pks.length) {
+    const [len, head] = readLenenc(pks, off);
+    off += head;
+    if (off + len > pks.length) throw new Error('truncated list of recorded keys');
+    each(pks.subarray(off, off + len));
+    off += len;
+  }
+}
+
+/** [value, bytes of the prefix] of the lenenc integer at buf[off]. */
+function readLenenc(buf: Buffer, off: number): [number, number] {
+  const h = buf[off]!;
+  if (h < 0xfb) return [h, 1];
+  if (h === 0xfc) return [buf.readUInt16LE(off + 1), 3];
+  if (h === 0xfd) return [buf.readUIntLE(off + 1, 3), 4];
+  return [buf.readUInt32LE(off + 1) + buf.readUInt32LE(off + 5) * 2 ** 32, 9];
+}
+
+// ---------------------------------------------------------------------------------------------
 // Writing
 
 const MAX_ATTEMPTS = 20;
@@ -221,6 +349,8 @@ async function insertGeneration(
   jobId: number,
   shard: string,
   build: (base: FilterRow | undefined) => { filter: BloomFilter; replaceBase: boolean },
+  /** More writes in the same transaction, after the generation is inserted. */
+  also?: (base: FilterRow | undefined, generation: number) => Promise<void>,
 ): Promise<number> {
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
     const base = await latest(conn, jobId, shard);
@@ -239,6 +369,9 @@ async function insertGeneration(
           base.generation,
         ]);
       }
+      // Generation g+1 is ours: until we commit, every other writer of this (job, shard) — filter,
+      // keys or epoch — fails on it and starts over, so what we read before is still current.
+      await also?.(base, generation);
       await conn.commit();
       return generation;
     } catch (e) {
@@ -257,31 +390,128 @@ async function insertGeneration(
 }
 
 /**
+ * Per control connection and (job, shard): the keys this connection has recorded in the current
+ * epoch (table \0 key), so a row changed again and again is recorded once per epoch. Only
+ * committed keys are in it; a new epoch starts it afresh. Keyed by the connection object, so it
+ * never speaks for another control database.
+ */
+const recordedKeys = new WeakMap<object, Map<string, { epoch: number; keys: Set<string> }>>();
+
+/**
+ * Add keys as rows of generation `generation`, counted to the epoch it belongs to (inside
+ * insertGeneration's transaction, `base` being the generation it replaces). Returns what to
+ * remember once the transaction commits. No epoch yet (no verify run has opened one): nothing
+ * reads keys before the first epoch, so none are kept. An overflowed epoch keeps no more.
+ */
+async function addKeys(
+  conn: Connection,
+  jobId: number,
+  shard: string,
+  generation: number,
+  keys: Map<string, Map<string, Buffer>>,
+  maxKeys: number,
+): Promise<(() => void) | undefined> {
+  const [rows] = await conn.query<RowDataPacket[]>(
+    `SELECT epoch, key_count, overflowed FROM ${EPOCHS} WHERE job_id = ? AND shard = ? AND epoch <= ? ORDER BY epoch DESC LIMIT 1`,
+    [jobId, shard, generation],
+  );
+  const ep = rows[0];
+  if (!ep || Number(ep.overflowed) !== 0) return undefined;
+  const epoch = Number(ep.epoch);
+  const byShard = recordedKeys.get(conn) ?? new Map<string, { epoch: number; keys: Set<string> }>();
+  const mine = byShard.get(`${jobId}\0${shard}`);
+  const known = mine?.epoch === epoch ? mine.keys : new Set<string>();
+  const fresh: string[] = [];
+  const values: unknown[][] = [];
+  for (const [table, m] of keys) {
+    const list: Buffer[] = [];
+    for (const [k, pk] of m) {
+      const id = `${table}\0${k}`;
+      if (known.has(id)) continue;
+      fresh.push(id);
+      list.push(pk);
+    }
+    packKeys(list).forEach((p, part) => {
+      values.push([jobId, shard, generation, table, part, p.count, p.pks]);
+    });
+  }
+  if (fresh.length === 0) return undefined;
+  const count = Number(ep.key_count) + fresh.length;
+  if (count > maxKeys) {
+    await conn.query(`UPDATE ${EPOCHS} SET overflowed = 1 WHERE job_id = ? AND shard = ? AND epoch = ?`, [
+      jobId,
+      shard,
+      epoch,
+    ]);
+    return () => byShard.delete(`${jobId}\0${shard}`);
+  }
+  for (const v of values) {
+    await conn.query(
+      `INSERT INTO ${KEYS} (job_id, shard, generation, table_name, part, key_count, pks) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      v,
+    );
+  }
+  await conn.query(`UPDATE ${EPOCHS} SET key_count = ? WHERE job_id = ? AND shard = ? AND epoch = ?`, [
+    count,
+    jobId,
+    shard,
+    epoch,
+  ]);
+  return () => {
+    for (const id of fresh) known.add(id);
+    byShard.set(`${jobId}\0${shard}`, { epoch, keys: known });
+    recordedKeys.set(conn, byShard);
+  };
+}
+
+/**
  * Record changed rows for incremental verify: for the tailer, before it applies them. Runs its own
  * transaction on `control.conn` (do not call it inside another). Safe to repeat and to call from
  * several processes. `source` is the source shard whose stream produced the changes.
  * Returns the generation written (or undefined when there was nothing to record).
+ * `maxKeys` (tests): the exact-key bound per epoch, CHANGED_KEYS_PER_EPOCH by default.
  */
 export async function recordChanges(
   control: Pick<ControlConnection, 'conn'>,
   jobId: number,
   source: string,
   changes: Iterable<ChangedRow>,
+  opts: { maxKeys?: number } = {},
 ): Promise<number | undefined> {
   const list = [...changes];
   if (list.length === 0) return undefined;
-  return insertGeneration(control.conn, jobId, source, (base) => {
-    const f = base
-      ? new BloomFilter(base.filter.m, base.filter.k, Uint8Array.from(base.filter.bits), base.filter.inserted)
-      : BloomFilter.create(CHANGE_FILTER_KEYS, CHANGE_FILTER_FP);
-    addChanges(f, list);
-    return { filter: f, replaceBase: true };
-  });
+  const keys = keysByTable(list);
+  const conn = control.conn;
+  let remember: (() => void) | undefined;
+  const generation = await insertGeneration(
+    conn,
+    jobId,
+    source,
+    (base) => {
+      const f = base
+        ? new BloomFilter(
+            base.filter.m,
+            base.filter.k,
+            Uint8Array.from(base.filter.bits),
+            base.filter.inserted,
+          )
+        : BloomFilter.create(CHANGE_FILTER_KEYS, CHANGE_FILTER_FP);
+      addChanges(f, list);
+      return { filter: f, replaceBase: true };
+    },
+    async (base, generation) => {
+      remember = base
+        ? await addKeys(conn, jobId, source, generation, keys, opts.maxKeys ?? CHANGED_KEYS_PER_EPOCH)
+        : undefined;
+    },
+  );
+  remember?.();
+  return generation;
 }
 
 /**
- * Start a new epoch for each shard: an empty generation each. Returns {shard: generation}; the
- * changes recorded from now on are in generations ≥ those numbers.
+ * Start a new epoch for each shard: an empty generation each, and its (empty) key list. Returns
+ * {shard: generation}; the changes recorded from now on are in generations ≥ those numbers.
  */
 export async function openEpoch(
   conn: Connection,
@@ -290,25 +520,140 @@ export async function openEpoch(
 ): Promise<Record<string, number>> {
   const out: Record<string, number> = {};
   for (const shard of shards) {
-    out[shard] = await insertGeneration(conn, jobId, shard, () => ({
-      filter: BloomFilter.create(CHANGE_FILTER_KEYS, CHANGE_FILTER_FP),
-      replaceBase: false,
-    }));
+    out[shard] = await insertGeneration(
+      conn,
+      jobId,
+      shard,
+      () => ({ filter: BloomFilter.create(CHANGE_FILTER_KEYS, CHANGE_FILTER_FP), replaceBase: false }),
+      async (_base, generation) => {
+        // A number seen before (generations are never reused while their chain exists, so this
+        // is defensive): keys may be left from then, so the epoch cannot claim to be exact.
+        await conn.query(
+          `INSERT INTO ${EPOCHS} (job_id, shard, epoch) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE overflowed = 1`,
+          [jobId, shard, generation],
+        );
+      },
+    );
   }
   return out;
 }
 
-/** Drop generations older than an epoch (after a clean run that started it, they are never read again). */
+/**
+ * Drop generations, epochs and keys older than an epoch (after a clean run that started it, they
+ * are never read again). Epochs go first: a reader that still sees an epoch after reading its
+ * keys (loadChangedKeys) knows it read them whole.
+ */
 export async function pruneChangesBefore(
   conn: Connection,
   jobId: number,
   epoch: Readonly<Record<string, number>>,
 ): Promise<void> {
   for (const [shard, generation] of Object.entries(epoch)) {
-    await conn.query(`DELETE FROM ${BLOOM} WHERE job_id = ? AND shard = ? AND generation < ?`, [
+    await conn.query(`DELETE FROM ${EPOCHS} WHERE job_id = ? AND shard = ? AND epoch < ?`, [
       jobId,
       shard,
       generation,
     ]);
+    for (const table of [BLOOM, KEYS]) {
+      await conn.query(`DELETE FROM ${table} WHERE job_id = ? AND shard = ? AND generation < ?`, [
+        jobId,
+        shard,
+        generation,
+      ]);
+    }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact keys: reading
+
+/** The exact keys changed between two epochs, or why they are not known. */
+export type ExactChanges =
+  | {
+      complete: true;
+      /** Per table, every primary key recorded (deduplicated across epochs and sources). */
+      keys: Map<string, RawRow[]>;
+      count: number;
+    }
+  | { complete: false; reason: string };
+
+/**
+ * The keys recorded in epochs `since` ≤ e < `until` of every shard in `shards` (`until`: the
+ * epoch the current run opened; epochs before it are closed — every writer now writes into it or
+ * a later one — so their lists no longer grow). Complete only when every shard has the epoch
+ * `since` names (opened with its key list), none of the epochs in range overflowed, and together
+ * they hold at most `maxKeys` keys.
+ */
+export async function loadChangedKeys(
+  conn: Connection,
+  jobId: number,
+  shards: readonly string[],
+  since: Readonly<Record<string, number>>,
+  until: Readonly<Record<string, number>>,
+  maxKeys = CHANGED_KEYS_PER_EPOCH,
+): Promise<ExactChanges> {
+  if (shards.length === 0) return { complete: true, keys: new Map(), count: 0 };
+  const [epochs] = await conn.query<RowDataPacket[]>(
+    `SELECT shard, epoch, key_count, overflowed FROM ${EPOCHS} WHERE job_id = ?`,
+    [jobId],
+  );
+  let total = 0;
+  for (const shard of shards) {
+    const from = since[shard];
+    const to = until[shard] ?? Number.POSITIVE_INFINITY;
+    if (from === undefined) return { complete: false, reason: `no change epoch recorded for shard ${shard}` };
+    const mine = epochs.filter(
+      (r) => String(r.shard) === shard && Number(r.epoch) >= from && Number(r.epoch) < to,
+    );
+    if (!mine.some((r) => Number(r.epoch) === from))
+      return { complete: false, reason: `epoch ${from} of shard ${shard} has no key list` };
+    const over = mine.find((r) => Number(r.overflowed) !== 0);
+    if (over)
+      return {
+        complete: false,
+        reason: `epoch ${Number(over.epoch)} of shard ${shard} overflowed its key list`,
+      };
+    total += mine.reduce((a, r) => a + Number(r.key_count), 0);
+  }
+  if (total > maxKeys)
+    return {
+      complete: false,
+      reason: `${total.toLocaleString('en-US')} changed keys (more than ${maxKeys.toLocaleString('en-US')})`,
+    };
+  // The keys of epochs [since, until) are the rows of generations [since, until).
+  const keys = new Map<string, Map<string, RawRow>>();
+  for (const shard of shards) {
+    const sql = conn.format(
+      `SELECT table_name, pks FROM ${KEYS} WHERE job_id = ? AND shard = ? AND generation >= ? AND generation < ?`,
+      [jobId, shard, since[shard], until[shard] ?? 2 ** 32],
+    );
+    for (const r of await fetchRows(conn, sql)) {
+      const name = r[0]!.toString('utf8');
+      let m = keys.get(name);
+      if (!m) {
+        m = new Map();
+        keys.set(name, m);
+      }
+      const into = m;
+      unpackKeys(r[1]!, (pk) => {
+        const k = pk.toString('latin1');
+        if (!into.has(k)) into.set(k, decodePk(pk));
+      });
+    }
+  }
+  // A run that finished clean meanwhile may have pruned these epochs (concurrent verifies): their
+  // first epochs still being there means none of their keys was deleted before being read.
+  const [left] = await conn.query<RowDataPacket[]>(
+    `SELECT shard, epoch FROM ${EPOCHS} WHERE job_id = ? AND (${shards.map(() => '(shard = ? AND epoch = ?)').join(' OR ')})`,
+    [jobId, ...shards.flatMap((sh) => [sh, since[sh]])],
+  );
+  if (left.length < shards.length)
+    return { complete: false, reason: 'the key lists were pruned meanwhile by a concurrent clean run' };
+  let count = 0;
+  const out = new Map<string, RawRow[]>();
+  for (const [table, m] of keys) {
+    out.set(table, [...m.values()]);
+    count += m.size;
+  }
+  return { complete: true, keys: out, count };
 }

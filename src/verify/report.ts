@@ -45,6 +45,8 @@ export interface TableReport {
   sourceStrays: number;
   /** The servers select a bucket's rows themselves (else drill-downs filter client-side). */
   sqlBucketFilter: boolean;
+  /** Incremental by exact keys: the primary keys looked up (instead of scanning flagged buckets). */
+  keys?: number;
 }
 
 export interface VerifyReport {
@@ -130,7 +132,7 @@ export function renderVerifyReport(r: VerifyReport, maxRows = 20): string {
       ],
       r.tables.map((t) => [
         t.table,
-        t.mode,
+        t.keys !== undefined ? `${t.mode} (${n(t.keys)} keys)` : t.mode,
         n(t.sourceRows),
         n(t.targetRows),
         n(t.buckets.checked),

@@ -1,11 +1,14 @@
 /**
- * One unit of the full pass: read one table on one shard, classify every row and add it to its
- * bucket's partial sums. Runs in the verifier's thread or in a scan worker (scan-pool.ts); its
+ * One unit of the pass: read one table on one shard, classify every row and add it to its
+ * bucket's partial sums. The rows are the table's (or the buckets' the filter selects) in
+ * primary-key pages, or — an incremental run with exact changed keys — the rows of those keys,
+ * looked up in batches. Runs in the verifier's thread or in a scan worker (scan-pool.ts); its
  * inputs and outputs are plain data so they cross a thread boundary by structured clone.
  */
+import type { Connection } from 'mysql2/promise';
 import { connectShard } from '../db/connect.js';
 import { BucketSums, type BucketSumsData, changeIdOf, pkHashView } from './bucket.js';
-import { type BucketFilter, filterSql, maskHas } from './diff.js';
+import { type BucketFilter, filterSql, maskHas, pkTupleKey } from './diff.js';
 import {
   ROLE_MISPLACED,
   ROLE_SOURCE,
@@ -16,8 +19,16 @@ import {
   type ShardRole,
 } from './routing.js';
 import { type RawRow, RowHasher } from './rowhash.js';
-import { scanTable } from './scan.js';
-import { pkOfView, routeKeyOfView, tableRef, type VerifyTable } from './table.js';
+import { type RowView, scanTable, streamRowViews } from './scan.js';
+import {
+  KEY_BATCH,
+  pkIn,
+  pkKeyOfView,
+  pkOfView,
+  routeKeyOfView,
+  tableRef,
+  type VerifyTable,
+} from './table.js';
 
 /** What to check of one table in a run. */
 export interface TablePlan {
@@ -25,6 +36,11 @@ export interface TablePlan {
   mode: 'full' | 'incremental' | 'skipped';
   filter: BucketFilter;
   estimatedRows: number;
+  /**
+   * Incremental by exact keys: the primary keys to re-check, looked up on every shard instead of
+   * scanning. The filter then selects nothing (bits only place rows in buckets).
+   */
+  keys?: RawRow[] | undefined;
 }
 
 export interface ScanPart {
@@ -36,6 +52,12 @@ export interface ScanPart {
   misplaced: { pk: RawRow; bucket: number; segment: number }[];
   misplacedOverflow: number;
   strays: number;
+  /**
+   * Key lookups: rows returned whose key bytes are none of the keys asked for (equal under the
+   * column's collation, e.g. 'AB' for 'ab'). Their buckets are not the keys' buckets, so a drill
+   * of such a table looks up all its keys.
+   */
+  inexact: number;
 }
 
 export interface ScanPartData extends Omit<ScanPart, 'source' | 'target'> {
@@ -60,6 +82,20 @@ export function scanPartFromData(d: ScanPartData): ScanPart {
   };
 }
 
+function emptyPart(): ScanPart {
+  return {
+    source: new BucketSums(),
+    target: new BucketSums(),
+    sourceRows: 0,
+    targetRows: 0,
+    misplaced: [],
+    misplacedOverflow: 0,
+    strays: 0,
+    inexact: 0,
+  };
+}
+
+/** Scan one table on shard x (the plan's buckets, or all of it) over a connection of its own. */
 export async function scanPart(
   x: ShardRole,
   plan: TablePlan,
@@ -69,17 +105,91 @@ export async function scanPart(
   tick: (n: number) => void,
   signal?: AbortSignal | undefined,
 ): Promise<ScanPart> {
+  const part = emptyPart();
+  const conn = await connectShard(x.shard);
+  let reported = 0;
+  try {
+    await scanTable({
+      conn,
+      table: plan.table,
+      from: tableRef(x.database, plan.table),
+      where: filterSql(plan.table, plan.filter),
+      pageSize,
+      signal,
+      onPage: (total) => {
+        tick(total - reported);
+        reported = total;
+      },
+      onRow: classifier(x, plan, routing, part, maxMisplaced),
+    });
+  } finally {
+    await conn.end().catch(() => undefined);
+  }
+  return part;
+}
+
+/** Per exact-keys plan: its lookup conditions, one per batch, and its keys as map keys (built once for all shards). */
+const lookups = new WeakMap<TablePlan, { conds: string[]; wanted: Set<string> }>();
+
+function lookupsOf(plan: TablePlan): { conds: string[]; wanted: Set<string> } {
+  let l = lookups.get(plan);
+  if (!l) {
+    const keys = plan.keys ?? [];
+    const conds: string[] = [];
+    for (let i = 0; i < keys.length; i += KEY_BATCH)
+      conds.push(pkIn(plan.table, keys.slice(i, i + KEY_BATCH)));
+    l = { conds, wanted: new Set(keys.map((k) => pkTupleKey(k))) };
+    lookups.set(plan, l);
+  }
+  return l;
+}
+
+/**
+ * Exact keys: look up the plan's keys on shard x, batch by batch over `conn` (the caller's; one
+ * per shard serves every table), and classify the rows found as a scan would.
+ */
+export async function lookupPart(
+  conn: Connection,
+  x: ShardRole,
+  plan: TablePlan,
+  routing: Routing,
+  maxMisplaced: number,
+  tick: (n: number) => void,
+  signal?: AbortSignal | undefined,
+): Promise<ScanPart> {
+  const t = plan.table;
+  const part = emptyPart();
+  const classify = classifier(x, plan, routing, part, maxMisplaced);
+  const { conds, wanted } = lookupsOf(plan);
+  const head = `SELECT ${t.sql.columns} FROM ${tableRef(x.database, t)} WHERE `;
+  // Each row once, though two keys equal under the collation (not byte for byte) would return it
+  // in two batches.
+  const seen = new Set<string>();
+  for (const cond of conds) {
+    signal?.throwIfAborted();
+    tick(
+      await streamRowViews(conn, head + cond, t.columns.length, (view) => {
+        const k = pkKeyOfView(t, view);
+        if (seen.has(k)) return;
+        seen.add(k);
+        if (!wanted.has(k)) part.inexact++;
+        classify(view);
+      }),
+    );
+  }
+  return part;
+}
+
+/** Route one row read on shard x, and add it to its bucket (or count it misplaced or stray). */
+function classifier(
+  x: ShardRole,
+  plan: TablePlan,
+  routing: Routing,
+  part: ScanPart,
+  maxMisplaced: number,
+): (row: RowView) => void {
   const t = plan.table;
   const { bits, mask } = plan.filter;
-  const part: ScanPart = {
-    source: new BucketSums(),
-    target: new BucketSums(),
-    sourceRows: 0,
-    targetRows: 0,
-    misplaced: [],
-    misplacedOverflow: 0,
-    strays: 0,
-  };
   const hasher = new RowHasher(t.columns.map((c) => c.kind));
   const h = new Int32Array(2);
   const ra = routing.from;
@@ -92,49 +202,30 @@ export async function scanPart(
   const ncols = t.columns.length;
   const src = part.source;
   const tgt = part.target;
-  const conn = await connectShard(x.shard);
-  let reported = 0;
-  try {
-    await scanTable({
-      conn,
-      table: t,
-      from: tableRef(x.database, t),
-      where: filterSql(t, plan.filter),
-      pageSize,
-      signal,
-      onPage: (n) => {
-        tick(n - reported);
-        reported = n;
-      },
-      onRow: (row) => {
-        const key = routeKeyOfView(t, row);
-        const fi = ra.ownerIndexOf(key);
-        const ti = rb.ownerIndexOf(key);
-        const role = roleOf(x, fi, ti);
-        if (role === ROLE_STAY) return;
-        const ph = pkHashView(row, pk);
-        if (mask !== undefined && !maskHas(mask, changeIdOf(ph))) return;
-        const seg = segByPair[fi * nTo + ti]!;
-        const id = seg * segSize + (bits === 0 ? 0 : ph >>> shift);
-        if (role === ROLE_SOURCE) {
-          hasher.hashView(row, ncols, h);
-          src.add(id, h[0]!, h[1]!);
-          part.sourceRows++;
-        } else if (role === ROLE_TARGET) {
-          hasher.hashView(row, ncols, h);
-          tgt.add(id, h[0]!, h[1]!);
-          part.targetRows++;
-        } else if (role === ROLE_MISPLACED) {
-          if (part.misplaced.length < maxMisplaced)
-            part.misplaced.push({ pk: pkOfView(t, row), bucket: id, segment: seg });
-          else part.misplacedOverflow++;
-        } else {
-          part.strays++;
-        }
-      },
-    });
-  } finally {
-    await conn.end().catch(() => undefined);
-  }
-  return part;
+  return (row) => {
+    const key = routeKeyOfView(t, row);
+    const fi = ra.ownerIndexOf(key);
+    const ti = rb.ownerIndexOf(key);
+    const role = roleOf(x, fi, ti);
+    if (role === ROLE_STAY) return;
+    const ph = pkHashView(row, pk);
+    if (mask !== undefined && !maskHas(mask, changeIdOf(ph))) return;
+    const seg = segByPair[fi * nTo + ti]!;
+    const id = seg * segSize + (bits === 0 ? 0 : ph >>> shift);
+    if (role === ROLE_SOURCE) {
+      hasher.hashView(row, ncols, h);
+      src.add(id, h[0]!, h[1]!);
+      part.sourceRows++;
+    } else if (role === ROLE_TARGET) {
+      hasher.hashView(row, ncols, h);
+      tgt.add(id, h[0]!, h[1]!);
+      part.targetRows++;
+    } else if (role === ROLE_MISPLACED) {
+      if (part.misplaced.length < maxMisplaced)
+        part.misplaced.push({ pk: pkOfView(t, row), bucket: id, segment: seg });
+      else part.misplacedOverflow++;
+    } else {
+      part.strays++;
+    }
+  };
 }

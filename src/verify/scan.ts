@@ -10,45 +10,14 @@
  * most (rows are handed over and dropped as they arrive), and a scan can stop anywhere.
  */
 import type { Connection } from 'mysql2/promise';
+import { streamQuery } from '../db/stream.js';
 import { ReshardError } from '../errors.js';
 import { type RawRow, textRowPayload } from './rowhash.js';
 import { pkAfter, type VerifyTable } from './table.js';
 
-interface CoreQuery {
-  on(event: 'result', fn: (row: RawRow) => void): CoreQuery;
-  on(event: 'end', fn: () => void): CoreQuery;
-  on(event: 'error', fn: (e: Error) => void): CoreQuery;
-}
-interface CoreConnection {
-  query(opts: { sql: string; rowsAsArray: boolean; typeCast: boolean }): CoreQuery;
-}
-
-function core(conn: Connection): CoreConnection {
-  const c = (conn as unknown as { connection?: CoreConnection }).connection;
-  if (!c || typeof c.query !== 'function')
-    throw new ReshardError('bug', 'E_BUG', 'verify: a mysql2 promise connection without its core connection');
-  return c;
-}
-
 /** Run one statement and hand every row to `onRow` as it is parsed; resolves to the row count. */
 export function streamRows(conn: Connection, sql: string, onRow: (row: RawRow) => void): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
-    let n = 0;
-    let failed: unknown;
-    core(conn)
-      .query({ sql, rowsAsArray: true, typeCast: false })
-      .on('result', (row: RawRow) => {
-        if (failed !== undefined) return;
-        n++;
-        try {
-          onRow(row);
-        } catch (e) {
-          failed = e; // keep draining the result so the connection stays usable
-        }
-      })
-      .on('error', reject)
-      .on('end', () => (failed !== undefined ? reject(failed) : resolve(n)));
-  });
+  return streamQuery<RawRow>(conn, { sql, rowsAsArray: true, typeCast: false }, onRow);
 }
 
 /** Run one statement and return its rows (small results only: drill-down pages, lookups). */
@@ -153,7 +122,7 @@ export function streamRowViews(
   columns: number,
   onRow: (view: RowView) => void,
 ): Promise<number> {
-  return new Promise<number>((resolve, reject) => {
+  {
     const view = emptyView(columns);
     let n = 0;
     let failed: unknown;
@@ -193,16 +162,25 @@ export function streamRowViews(
         return null;
       },
     };
-    const q = core(conn).query({ sql, rowsAsArray: true, typeCast: false });
-    Object.defineProperty(q, '_rowParser', { configurable: true, get: () => parser, set: () => undefined });
-    q.on('result', (row: RawRow | null) => {
-      if (row === null || failed !== undefined) return;
-      fillViewFromRow(view, row); // mysql2 parsed the row itself: same bytes, one copy
-      take();
-    })
-      .on('error', reject)
-      .on('end', () => (failed !== undefined ? reject(failed) : resolve(n)));
-  });
+    return streamQuery<RawRow | null>(
+      conn,
+      { sql, rowsAsArray: true, typeCast: false },
+      (row) => {
+        if (row === null || failed !== undefined) return;
+        fillViewFromRow(view, row); // mysql2 parsed the row itself: same bytes, one copy
+        take();
+      },
+      (q) =>
+        Object.defineProperty(q, '_rowParser', {
+          configurable: true,
+          get: () => parser,
+          set: () => undefined,
+        }),
+    ).then(() => {
+      if (failed !== undefined) throw failed;
+      return n;
+    });
+  }
 }
 
 export interface ScanOptions {

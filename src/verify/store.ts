@@ -11,6 +11,8 @@
  */
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { toJson } from '../output.js';
+import { decodePk } from './changes.js';
+import { type RawRow, textRowPayload } from './rowhash.js';
 
 const RUNS = '`reshard_verify_runs`';
 const BUCKETS = '`reshard_verify_buckets`';
@@ -25,7 +27,18 @@ export interface RunDetail {
   epoch: Record<string, number>;
   /** Bucket bits per table. */
   bits: Record<string, number>;
+  /**
+   * The primary keys of every difference the run reported, per table (hex of the stored key
+   * encoding, changes.ts `encodePk`), present only when none was left out: a later incremental
+   * run re-checks these keys instead of the run's buckets.
+   */
+  diffKeys?: Record<string, string[]> | undefined;
   summary?: unknown;
+}
+
+/** The stored form of a difference's primary key (RunDetail.diffKeys). */
+export function diffKeyOf(pk: readonly (Buffer | null)[]): string {
+  return textRowPayload(pk).toString('hex');
 }
 
 export interface RunRecord {
@@ -89,6 +102,7 @@ function parseDetail(text: unknown): RunDetail {
       baseRunId: d.baseRunId,
       epoch: d.epoch ?? {},
       bits: d.bits ?? {},
+      diffKeys: d.diffKeys,
       summary: d.summary,
     };
   } catch {
@@ -144,27 +158,49 @@ export async function saveBuckets(
   }
 }
 
-/** Buckets (with the bits their run used) that runs after `afterRunId` found mismatched or holding misplaced rows. */
-export async function unresolvedBucketsSince(
+export interface Unresolved {
+  /** Buckets (with the bits their run used) that runs after the base found mismatched or holding misplaced rows. */
+  buckets: { table: string; bucket: number; bits: number }[];
+  /** The primary keys of those runs' differences, per table (RunDetail.diffKeys). */
+  keys: Map<string, RawRow[]>;
+  /** Tables with such buckets from a run that did not keep all its differences' keys. */
+  uncovered: Set<string>;
+}
+
+/** What runs after `afterRunId` found wrong: an incremental run re-checks it even if nothing changed there. */
+export async function unresolvedSince(
   conn: Connection,
   jobId: number,
   afterRunId: number,
-): Promise<{ table: string; bucket: number; bits: number }[]> {
+): Promise<Unresolved> {
+  const out: Unresolved = { buckets: [], keys: new Map(), uncovered: new Set() };
   const [runs] = await conn.query<RowDataPacket[]>(
     `SELECT run_id, detail FROM ${RUNS} WHERE job_id = ? AND run_id > ?`,
     [jobId, afterRunId],
   );
-  if (runs.length === 0) return [];
-  const bitsByRun = new Map(runs.map((r) => [Number(r.run_id), parseDetail(r.detail).bits]));
+  if (runs.length === 0) return out;
+  const details = new Map(runs.map((r) => [Number(r.run_id), parseDetail(r.detail)]));
+  for (const d of details.values()) {
+    for (const [table, list] of Object.entries(d.diffKeys ?? {})) {
+      let l = out.keys.get(table);
+      if (!l) {
+        l = [];
+        out.keys.set(table, l);
+      }
+      for (const hex of list) l.push(decodePk(Buffer.from(hex, 'hex')));
+    }
+  }
   const [rows] = await conn.query<RowDataPacket[]>(
     `SELECT DISTINCT run_id, table_name, bucket FROM ${BUCKETS} WHERE job_id = ? AND run_id > ?`,
     [jobId, afterRunId],
   );
-  const out: { table: string; bucket: number; bits: number }[] = [];
   for (const r of rows) {
-    const bits = bitsByRun.get(Number(r.run_id))?.[String(r.table_name)];
+    const d = details.get(Number(r.run_id));
+    const table = String(r.table_name);
+    const bits = d?.bits[table];
     if (bits === undefined) continue;
-    out.push({ table: String(r.table_name), bucket: Number(r.bucket), bits });
+    out.buckets.push({ table, bucket: Number(r.bucket), bits });
+    if (!d?.diffKeys) out.uncovered.add(table);
   }
   return out;
 }

@@ -176,6 +176,16 @@ export function pkOfView(t: VerifyTable, view: RowView): RawValue[] {
   });
 }
 
+/** pkKey of a row given as spans. */
+export function pkKeyOfView(t: VerifyTable, view: RowView): string {
+  let s = '';
+  for (const i of t.pk) {
+    const p = view.start[i]!;
+    s += p < 0 ? 'N' : `${view.len[i]}:${view.buf.toString('latin1', p, p + view.len[i]!)}`;
+  }
+  return s;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Literals
 
@@ -241,6 +251,24 @@ export function pkEquals(t: VerifyTable, pkValues: readonly RawValue[]): string 
   return t.pk
     .map((i, j) => `${q(t.columns[i]!.name)} = ${literal(t.columns[i]!, pkValues[j] ?? null)}`)
     .join(' AND ');
+}
+
+/** Keys per lookup statement (`pkIn`). */
+export const KEY_BATCH = 1000;
+
+/**
+ * `pk IN (keys)`: `c IN (v, …)` for a one-column key, `(c1, c2) IN ((v, w), …)` for a composite
+ * one. Both are index lookups on MySQL and MariaDB (MariaDB turns long lists into a derived table
+ * joined on the primary key, still eq_ref).
+ */
+export function pkIn(t: VerifyTable, keys: readonly (readonly RawValue[])[]): string {
+  const cols = t.pk.map((i) => t.columns[i]!);
+  if (cols.length === 1) {
+    const c = cols[0]!;
+    return `${q(c.name)} IN (${keys.map((k) => literal(c, k[0] ?? null)).join(', ')})`;
+  }
+  const tuples = keys.map((k) => `(${cols.map((c, j) => literal(c, k[j] ?? null)).join(', ')})`);
+  return `(${cols.map((c) => q(c.name)).join(', ')}) IN (${tuples.join(', ')})`;
 }
 
 /** The primary-key part of a row. */

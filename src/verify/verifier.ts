@@ -3,20 +3,24 @@
  *
  * Lifecycle of one run (`runVerify`):
  *   1. prepare   read every table's definition on every shard that takes part (same columns
- *                everywhere, or E_VERIFY_SCHEMA), check the server computes pkHash like we do,
- *                open a change-filter epoch and record the run as `running`.
- *   2. choose    full: every bucket of every table. incremental: only the change ids recorded
- *                since the last clean run (plus buckets later runs found bad); tables with none
- *                are skipped.
- *   3. scan      each shard × table once, in primary-key pages; every row is classified (source
- *                row of a moving segment, target row, stay, misplaced) and hashed into its
- *                bucket's partial count + sum64. Sources' and targets' partials then combine
- *                bucket by bucket — each bucket has one source shard and one target shard.
- *   4. drill     mismatched buckets are walked row by row on their two shards (diff.ts);
- *                misplaced rows are re-read by primary key.
+ *                everywhere, or E_VERIFY_SCHEMA) beside the read-only preflight, open a change
+ *                epoch and record the run as `running`.
+ *   2. choose    full: every bucket of every table. incremental: the exact primary keys recorded
+ *                since the last clean run (plus the keys of differences later runs found) when
+ *                that list is complete, else the change ids the Bloom filters flag (plus buckets
+ *                later runs found bad); tables with none are skipped. Tables to scan check
+ *                that the servers compute pkHash like we do (else rows are selected client-side).
+ *   3. scan      each shard × table once, in primary-key pages — or, by exact keys, the keys'
+ *                rows looked up in batches; every row is classified (source row of a moving
+ *                segment, target row, stay, misplaced) and hashed into its bucket's partial
+ *                count + sum64. Sources' and targets' partials then combine bucket by bucket —
+ *                each bucket has one source shard and one target shard.
+ *   4. drill     mismatched buckets are walked row by row on their two shards (by exact keys:
+ *                their keys looked up again on both, diff.ts); misplaced rows are re-read by
+ *                primary key.
  *   5. re-check  under live writes (a tailer is running or changes were recorded during the run)
  *                the drill runs only after the tailer has caught up, and buckets that still
- *                differ *and* changed during the run are drilled again, up to `rounds` times,
+ *                differ in rows written during the run are drilled again, up to `rounds` times,
  *                before they are reported. With writes frozen the first drill is final: exact.
  *   6. record    mismatched buckets and the run's outcome go to the control schema; a clean run
  *                drops change filters older than its epoch. The report is returned; the caller
@@ -24,6 +28,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
+import pLimit from 'p-limit';
 import { connectShard } from '../db/connect.js';
 import { MismatchError, PreconditionError, UsageError } from '../errors.js';
 import { type JobContext, openJob } from '../job/context.js';
@@ -39,8 +44,9 @@ import {
   mismatchedBuckets,
   pkHashRaw,
   splitBucketId,
+  subOf,
 } from './bucket.js';
-import { type ChangeSet, loadChangeSet, openEpoch, pruneChangesBefore } from './changes.js';
+import { type ChangeSet, loadChangedKeys, loadChangeSet, openEpoch, pruneChangesBefore } from './changes.js';
 import { type BucketFilter, drillDown, lookupRows, maskOf, pkTupleKey, type RowDiff } from './diff.js';
 import { renderFixSql } from './fixsql.js';
 import { tailerRunning, waitForTailer } from './live.js';
@@ -48,17 +54,19 @@ import type { BucketRef, RowReport, TableReport, VerifyReport } from './report.j
 import { buildRouting, ROLE_MISPLACED, type Routing, roleOf, type ShardRole } from './routing.js';
 import type { RawRow } from './rowhash.js';
 import { fetchRows } from './scan.js';
-import type { TablePlan } from './scan-part.js';
+import { lookupPart, type ScanPart, type TablePlan } from './scan-part.js';
 import { defaultWorkers, runScans, type ScanTask } from './scan-pool.js';
 import {
   type BucketRow,
+  diffKeyOf,
   finishRun,
   lastCleanRun,
   latestRunId,
   type RunDetail,
+  type RunRecord,
   saveBuckets,
   startRun,
-  unresolvedBucketsSince,
+  unresolvedSince,
   updateRunDetail,
 } from './store.js';
 import {
@@ -194,13 +202,20 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
   const moving = segments.filter((s) => s.moves);
 
   progress({ phase: 'prepare', rows: 0, estimatedRows: 0, message: 'reading table definitions' });
-  if (opts.preflight !== false) {
-    const { runPreflight, assertPreflight } = await import('../preflight/index.js');
-    assertPreflight(
-      await runPreflight({ from: ctx.from, to: ctx.to, roles: { from: ['reader'], to: ['reader'] } }),
-    );
-  }
-  const tables = await loadTables(ctx, routing, conns, notes);
+  // The preflight and the definitions both only read: at once. The preflight's verdict comes first.
+  const [pre, loaded] = await Promise.allSettled([
+    opts.preflight === false
+      ? Promise.resolve()
+      : import('../preflight/index.js').then(async ({ runPreflight, assertPreflight }) => {
+          assertPreflight(
+            await runPreflight({ from: ctx.from, to: ctx.to, roles: { from: ['reader'], to: ['reader'] } }),
+          );
+        }),
+    loadTables(ctx, routing, conns),
+  ]);
+  if (pre.status === 'rejected') throw pre.reason;
+  if (loaded.status === 'rejected') throw loaded.reason;
+  const tables = loaded.value;
   if (ctx.job.state === 'planned' || ctx.job.state === 'copying') {
     notes.push(
       `job ${ctx.job.name} is '${ctx.job.state}': until the copy has finished, rows missing on targets are expected`,
@@ -221,7 +236,7 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
     let mode: 'full' | 'incremental' = 'full';
     let baseRunId: number | undefined;
     const plans: TablePlan[] = [];
-    let changedIds: Map<string, number[]> | undefined;
+    let changed: Changed | undefined;
     if (opts.incremental) {
       const base = await lastCleanRun(control, jobId);
       if (!base) {
@@ -229,28 +244,57 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
       } else {
         mode = 'incremental';
         baseRunId = base.runId;
-        changedIds = await changedSince(control, jobId, base.runId, base.detail.epoch, tables);
+        changed = await changedSince(control, jobId, base, epoch, tables, ctx.from.shards, notes);
       }
     }
     const incBits = maxBitsFor(segments.length);
-    for (const { table, estimatedRows, sqlOk: agrees } of tables) {
-      const sqlOk = agrees && opts.sqlBucketFilter !== false;
+    // filter.sql is settled below, for the plans that scan.
+    for (const { table, estimatedRows } of tables) {
       const fullBits = chooseBits(estimatedRows, moving.length, segments.length);
-      const ids = changedIds?.get(table.name);
-      if (!changedIds) {
-        plans.push({ table, mode: 'full', filter: { bits: fullBits, sql: sqlOk }, estimatedRows });
+      const keys = changed?.keys.get(table.name);
+      const ids = changed?.ids.get(table.name);
+      if (!changed) {
+        plans.push({ table, mode: 'full', filter: { bits: fullBits, sql: false }, estimatedRows });
+      } else if (keys) {
+        if (keys.length === 0) {
+          plans.push({ table, mode: 'skipped', filter: { bits: incBits, sql: false }, estimatedRows: 0 });
+        } else if (keys.length > Math.max(FULL_AFTER_KEYS, estimatedRows / 4)) {
+          plans.push({ table, mode: 'full', filter: { bits: fullBits, sql: false }, estimatedRows });
+        } else {
+          // About 4 keys per bucket and segment: buckets only place rows for the comparison
+          // (drills look keys up again), so no need for 2^20 of them.
+          const bits = Math.max(0, Math.min(incBits, Math.ceil(Math.log2(keys.length)) - 2));
+          plans.push({
+            table,
+            mode: 'incremental',
+            filter: { bits, sql: false },
+            estimatedRows: keys.length,
+            keys,
+          });
+        }
       } else if (!ids || ids.length === 0) {
-        plans.push({ table, mode: 'skipped', filter: { bits: incBits, sql: sqlOk }, estimatedRows: 0 });
+        plans.push({ table, mode: 'skipped', filter: { bits: incBits, sql: false }, estimatedRows: 0 });
       } else if (ids.length > 2 ** CHANGE_BITS / 4) {
-        plans.push({ table, mode: 'full', filter: { bits: fullBits, sql: sqlOk }, estimatedRows });
+        plans.push({ table, mode: 'full', filter: { bits: fullBits, sql: false }, estimatedRows });
       } else {
         plans.push({
           table,
           mode: 'incremental',
-          filter: { bits: incBits, sql: sqlOk, mask: maskOf(ids), maskIds: ids },
+          filter: { bits: incBits, sql: false, mask: maskOf(ids), maskIds: ids },
           estimatedRows: Math.ceil((estimatedRows * ids.length) / 2 ** CHANGE_BITS),
         });
       }
+    }
+    // Scans let the servers select bucket rows where they hash keys as we do; lookups by key need not.
+    const scanning = plans.filter((p) => p.mode !== 'skipped' && !p.keys);
+    if (opts.sqlBucketFilter !== false && scanning.length > 0) {
+      const agree = await sqlHashAgrees(
+        scanning.map((p) => p.table),
+        routing,
+        conns,
+        notes,
+      );
+      for (const p of scanning) p.filter.sql = agree.get(p.table.name) ?? false;
     }
     detail.mode = mode;
     detail.baseRunId = baseRunId;
@@ -268,7 +312,8 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
     };
     const concurrency = Math.max(1, opts.concurrency ?? 4);
     const tasks: ScanTask[] = [];
-    for (const plan of active) for (const shard of routing.scanned) tasks.push({ plan, shard });
+    for (const plan of active)
+      if (!plan.keys) for (const shard of routing.scanned) tasks.push({ plan, shard });
     const scanned = await runScans({
       tasks,
       routing,
@@ -280,7 +325,27 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
       tick,
       signal: opts.signal,
     });
-    const parts = scanned.map(({ task, part }) => ({
+    // Exact keys: every shard looks up every key plan's keys, one connection per shard, shards at
+    // once (each mostly waits for its server), tables in turn.
+    const keyed = active.filter((p) => p.keys);
+    const limit = pLimit(Math.max(concurrency, Math.min(routing.scanned.length, 16)));
+    const looked = (
+      await Promise.all(
+        routing.scanned.map((shard) =>
+          limit(async () => {
+            const conn = await conns.get(shard);
+            const out: { task: ScanTask; part: ScanPart }[] = [];
+            for (const plan of keyed)
+              out.push({
+                task: { plan, shard },
+                part: await lookupPart(conn, shard, plan, routing, maxDiffs, tick, opts.signal),
+              });
+            return out;
+          }),
+        ),
+      )
+    ).flat();
+    const parts = [...scanned, ...looked].map(({ task, part }) => ({
       plan: task.plan,
       part: {
         ...part,
@@ -290,21 +355,25 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
     const scanSeconds = (performance.now() - scanStart) / 1000;
 
     // ---- combine and compare
-    const perTable = new Map<
-      TablePlan,
-      { source: BucketSums; target: BucketSums; strays: number; mismatched: number[] }
-    >();
+    const perTable = new Map<TablePlan, TableAcc>();
     const misplaced: Misplaced[] = [];
     let misplacedOverflow = 0;
     let sourceRows = 0;
     let targetRows = 0;
     for (const p of active)
-      perTable.set(p, { source: new BucketSums(), target: new BucketSums(), strays: 0, mismatched: [] });
+      perTable.set(p, {
+        source: new BucketSums(),
+        target: new BucketSums(),
+        strays: 0,
+        inexact: 0,
+        mismatched: [],
+      });
     for (const { plan, part } of parts) {
       const acc = perTable.get(plan)!;
       acc.source.merge(part.source);
       acc.target.merge(part.target);
       acc.strays += part.strays;
+      acc.inexact += part.inexact;
       sourceRows += part.sourceRows;
       targetRows += part.targetRows;
       const room = Math.max(0, maxDiffs - misplaced.length);
@@ -352,6 +421,7 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
         differences: c,
         sourceStrays: acc?.strays ?? 0,
         sqlBucketFilter: p.filter.sql,
+        ...(p.keys ? { keys: p.keys.length } : {}),
       };
     });
     const sum = (k: 'missing' | 'extra' | 'different' | 'misplaced') =>
@@ -376,6 +446,21 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
     const ok = differing === 0;
 
     // ---- record
+    // The differences' keys, so the next incremental run can re-check them by key (store.ts).
+    detail.diffKeys = undefined;
+    if (
+      !diffs.truncated &&
+      misplacedOverflow === 0 &&
+      diffs.kept.length < Math.min(maxDiffs, DIFF_KEYS_KEPT)
+    ) {
+      const byTable: Record<string, string[]> = {};
+      for (const d of diffs.kept) {
+        const list = byTable[d.table.name] ?? [];
+        list.push(diffKeyOf(d.pk));
+        byTable[d.table.name] = list;
+      }
+      detail.diffKeys = byTable;
+    }
     const bucketRows: BucketRow[] = [];
     for (const [plan, acc] of perTable) {
       for (const id of recheck.badBuckets.get(plan.table.name) ?? []) {
@@ -486,45 +571,39 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
 interface LoadedTable {
   table: VerifyTable;
   estimatedRows: number;
-  /** Every shard computes pkHash in SQL exactly as the client does. */
-  sqlOk: boolean;
 }
 
 async function loadTables(
   ctx: JobContext,
   routing: Routing,
   conns: ShardConnections,
-  notes: string[],
 ): Promise<LoadedTable[]> {
   // One connection per shard; tables in parallel across shards, in order on each shard.
   const perShard = await Promise.all(
     routing.scanned.map(async (role) => {
       const conn = await conns.get(role);
-      const out: { table: VerifyTable; rows: number; sqlOk: boolean }[] = [];
+      const tables: VerifyTable[] = [];
       for (const spec of ctx.from.tables) {
         const def = await requireTableDefinition(conn, role.database, spec.name, `shard ${role.name}`);
-        const table = verifyTableFrom(def, spec);
-        let rows = 0;
-        if (role.fromIdx >= 0) {
-          const [r] = await conn.query<RowDataPacket[]>(
-            'SELECT TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?',
-            [role.database, spec.name],
-          );
-          rows = Number(r[0]?.n ?? 0);
-        }
-        out.push({ table, rows, sqlOk: await pkHashAgrees(conn, tableRef(role.database, table), table) });
+        tables.push(verifyTableFrom(def, spec));
       }
-      return { role, out };
+      const rows = new Map<string, number>();
+      if (role.fromIdx >= 0) {
+        const [r] = await conn.query<RowDataPacket[]>(
+          'SELECT TABLE_NAME AS t, TABLE_ROWS AS n FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?',
+          [role.database],
+        );
+        for (const x of r) rows.set(String(x.t), Number(x.n ?? 0));
+      }
+      return { role, tables, rows };
     }),
   );
   return ctx.from.tables.map((spec, i) => {
     const ref = perShard[0]!;
-    const first = ref.out[i]!;
+    const first = ref.tables[i]!;
     let estimatedRows = 0;
-    let sqlOk = true;
-    for (const { role, out } of perShard) {
-      const mine = out[i]!;
-      const diff = shapeDifference(first.table, mine.table);
+    for (const { role, tables, rows } of perShard) {
+      const diff = shapeDifference(first, tables[i]!);
       if (diff) {
         throw new PreconditionError(
           'E_VERIFY_SCHEMA',
@@ -534,16 +613,37 @@ async function loadTables(
           },
         );
       }
-      estimatedRows += mine.rows;
-      if (sqlOk && !mine.sqlOk) {
-        sqlOk = false;
-        notes.push(
-          `table ${spec.name}: shard ${role.name} computes CRC32 of the primary key differently from reshard, so bucket rows are selected by the client (slower drill-downs)`,
-        );
-      }
+      estimatedRows += rows.get(spec.name) ?? 0;
     }
-    return { table: first.table, estimatedRows, sqlOk };
+    return { table: first, estimatedRows };
   });
+}
+
+/** Per table: every shard computes pkHash in SQL exactly as the client does (else rows are selected client-side). */
+async function sqlHashAgrees(
+  tables: readonly VerifyTable[],
+  routing: Routing,
+  conns: ShardConnections,
+  notes: string[],
+): Promise<Map<string, boolean>> {
+  const perShard = await Promise.all(
+    routing.scanned.map(async (role) => {
+      const conn = await conns.get(role);
+      const ok: boolean[] = [];
+      for (const t of tables) ok.push(await pkHashAgrees(conn, tableRef(role.database, t), t));
+      return { role, ok };
+    }),
+  );
+  const out = new Map<string, boolean>();
+  tables.forEach((t, i) => {
+    const bad = perShard.find((s) => !s.ok[i]);
+    out.set(t.name, !bad);
+    if (bad)
+      notes.push(
+        `table ${t.name}: shard ${bad.role.name} computes CRC32 of the primary key differently from reshard, so bucket rows are selected by the client (slower drill-downs)`,
+      );
+  });
+  return out;
 }
 
 /** Does the server's pkHash SQL give the client's pkHash on a sample of rows? */
@@ -558,31 +658,101 @@ async function pkHashAgrees(conn: Connection, ref: string, t: VerifyTable): Prom
   return rows.every((r) => String(pkHashRaw(r, idx)) === r[pkCols.length]?.toString('latin1'));
 }
 
-/** Change ids per table that an incremental run must check. */
+/** What an incremental run re-checks, per table: exact keys, or else change ids. */
+interface Changed {
+  /** Tables re-checked by exact primary keys (an empty list: nothing changed). */
+  keys: Map<string, RawRow[]>;
+  /** The other tables: the change ids (2^CHANGE_BITS per table) to re-check. */
+  ids: Map<string, number[]>;
+}
+
+/** Above this many keys and a quarter of its rows, a table is verified in full instead. */
+const FULL_AFTER_KEYS = 4096;
+/** A run keeps its differences' keys for the next incremental run up to this many. */
+const DIFF_KEYS_KEPT = 10_000;
+
+/**
+ * What changed since the clean run `base`. By exact keys when every source kept its key list
+ * for every epoch from base's up to this run's (`loadChangedKeys`) — per table also only when
+ * every later run that found differences there kept their keys. Otherwise by the Bloom filters:
+ * every change id they flag, plus every bucket later runs found bad.
+ */
 async function changedSince(
   control: Connection,
   jobId: number,
-  baseRunId: number,
-  baseEpoch: Record<string, number>,
+  base: RunRecord,
+  epoch: Record<string, number>,
   tables: readonly LoadedTable[],
-): Promise<Map<string, number[]>> {
-  const changes = await loadChangeSet(control, jobId, baseEpoch);
-  const out = new Map<string, Set<number>>();
-  for (const { table } of tables) out.set(table.name, new Set(changes.flaggedIds(table.name)));
-  for (const b of await unresolvedBucketsSince(control, jobId, baseRunId)) {
-    const set = out.get(b.table);
+  sources: readonly { name: string }[],
+  notes: string[],
+): Promise<Changed> {
+  const later = await unresolvedSince(control, jobId, base.runId);
+  const exact = await loadChangedKeys(
+    control,
+    jobId,
+    sources.map((s) => s.name),
+    base.detail.epoch,
+    epoch,
+  );
+  if (!exact.complete)
+    notes.push(
+      `incremental: the changed keys are not known exactly (${exact.reason}): re-checked the buckets the Bloom filters flag`,
+    );
+  const out: Changed = { keys: new Map(), ids: new Map() };
+  const byBucket: string[] = [];
+  for (const { table } of tables) {
+    // A FLOAT/DOUBLE key may print differently in the binlog and in SELECT, so it could be looked
+    // up under a value no row has: such tables stay with the buckets.
+    const floatKey = table.pk.some((i) => table.columns[i]!.kind === 'float');
+    if (exact.complete && !later.uncovered.has(table.name) && !floatKey) {
+      const recorded = exact.keys.get(table.name) ?? [];
+      const found = later.keys.get(table.name);
+      out.keys.set(
+        table.name,
+        found ? [...new Map([...recorded, ...found].map((k) => [pkTupleKey(k), k])).values()] : recorded,
+      );
+    } else {
+      byBucket.push(table.name);
+      if (exact.complete)
+        notes.push(
+          floatKey
+            ? `incremental: ${table.name}: a FLOAT/DOUBLE primary key is not looked up by value, so its buckets were re-checked`
+            : `incremental: ${table.name}: an earlier run's differences were not all kept, so its buckets were re-checked`,
+        );
+    }
+  }
+  if (byBucket.length === 0) return out;
+  const changes = await loadChangeSet(control, jobId, base.detail.epoch);
+  const ids = new Map(byBucket.map((name) => [name, new Set(changes.flaggedIds(name))]));
+  for (const b of later.buckets) {
+    const set = ids.get(b.table);
     if (!set) continue;
     const { sub } = splitBucketId(b.bucket, b.bits);
     const span = 2 ** (CHANGE_BITS - b.bits);
     for (let id = sub * span; id < (sub + 1) * span; id++) set.add(id);
   }
-  return new Map([...out].map(([k, v]) => [k, [...v].sort((a, b) => a - b)]));
+  for (const [name, set] of ids)
+    out.ids.set(
+      name,
+      [...set].sort((a, b) => a - b),
+    );
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
 // drill and re-check
 
 type Counts = { missing: number; extra: number; different: number; misplaced: number };
+
+/** One table's combined scan results. */
+interface TableAcc {
+  source: BucketSums;
+  target: BucketSums;
+  strays: number;
+  /** Key lookups that returned rows under other key bytes (ScanPart.inexact). */
+  inexact: number;
+  mismatched: number[];
+}
 
 /** Differences of finished buckets: rows kept up to a cap, counts always exact. */
 class DiffSink {
@@ -627,7 +797,7 @@ async function drillAndRecheck(a: {
   ctx: JobContext;
   routing: Routing;
   conns: ShardConnections;
-  perTable: Map<TablePlan, { source: BucketSums; target: BucketSums; mismatched: number[] }>;
+  perTable: Map<TablePlan, TableAcc>;
   misplaced: Misplaced[];
   epoch: Record<string, number>;
   rounds: number;
@@ -713,15 +883,17 @@ async function drillAndRecheck(a: {
       }
       if (l.length < a.maxDiffs) l.push(d);
     };
-    const drill = async (g: Group, subs: Iterable<number>, filter: BucketFilter) => {
+    const drill = async (g: Group, subs: Iterable<number>, filter: BucketFilter, allKeys = false) => {
       const srcRole = routing.shards.get(g.segment.from)!;
       const tgtRole = routing.shards.get(g.segment.to)!;
+      const sorted = [...subs].sort((x, y) => x - y);
       await drillDown(
         {
           table: g.plan.table,
           segment: g.segment,
-          subs: [...subs].sort((x, y) => x - y),
+          subs: sorted,
           filter,
+          keys: g.plan.keys && keysOf(g.plan, sorted, allKeys || (a.perTable.get(g.plan)?.inexact ?? 0) > 0),
           routing,
           source: {
             conn: await conns.get(srcRole),
@@ -744,15 +916,19 @@ async function drillAndRecheck(a: {
       // Nothing was written during the run, so a bucket the scan found different must show a
       // differing row. If one does not, do not trust the server's bucket filter for it: walk
       // the buckets again selecting rows in the client (slower, but it cannot miss a row).
+      // By exact keys, the buckets' rows are looked up by the keys whose own bucket they are: walk
+      // them again with every key of the table instead (a row equal to a key under the collation
+      // but not byte for byte is in another bucket than that key).
       for (const g of groups.values()) {
-        if (!g.plan.filter.sql) continue;
+        if (g.plan.keys ? (a.perTable.get(g.plan)?.inexact ?? 0) > 0 : !g.plan.filter.sql) continue;
         const quiet = [...g.subs].filter(
           (sub) =>
             !roundDiffs.has(`b|${g.plan.table.name}|${bucketId(g.segment.id, g.plan.filter.bits, sub)}`),
         );
         if (quiet.length > 0) {
           result.reread += quiet.length;
-          await drill(g, quiet, { ...g.plan.filter, sql: false });
+          if (g.plan.keys) await drill(g, quiet, g.plan.filter, true);
+          else await drill(g, quiet, { ...g.plan.filter, sql: false });
         }
       }
     }
@@ -767,7 +943,7 @@ async function drillAndRecheck(a: {
     for (const [k, list] of roundDiffs) {
       stillBad.add(k);
       const d0 = list[0]!;
-      const moving = changes !== undefined && changedDuring(changes, d0);
+      const moving = changes !== undefined && list.some((d) => changedDuring(changes, d));
       if (moving && !lastRound) {
         if (d0.kind === 'misplaced') {
           const m = misplaced.find(
@@ -811,29 +987,46 @@ async function drillAndRecheck(a: {
   return result;
 }
 
+const keysBySub = new WeakMap<TablePlan, Map<number, RawRow[]>>();
+
+/** The keys of an exact-keys plan whose bucket is one of `subs` (all of them with `all`). */
+function keysOf(plan: TablePlan, subs: readonly number[], all: boolean): RawRow[] {
+  const keys = plan.keys ?? [];
+  if (all) return keys;
+  let m = keysBySub.get(plan);
+  if (!m) {
+    m = new Map();
+    const bits = plan.filter.bits;
+    const idx = plan.table.pk.map((_, i) => i);
+    for (const k of keys) {
+      const sub = subOf(pkHashRaw(k, idx), bits);
+      let l = m.get(sub);
+      if (!l) {
+        l = [];
+        m.set(sub, l);
+      }
+      l.push(k);
+    }
+    keysBySub.set(plan, m);
+  }
+  return subs.flatMap((sub) => m.get(sub) ?? []);
+}
+
 /**
- * A bucket (or a misplaced row) changed since the run's epoch began: any change id inside it is
- * flagged. A bucket of b bits spans the 2^(CHANGE_BITS − b) change ids whose top b bits are its sub.
+ * A differing row was written since the run's epoch began: its change id is flagged. (Per row,
+ * not per bucket: a real fault next to a row that keeps changing is reported at once.)
  */
 function changedDuring(changes: ChangeSet, d: RowDiff): boolean {
   if (changes.empty) return false;
-  if (d.kind === 'misplaced') {
-    return changes.mayHaveChanged(
-      d.table.name,
-      changeIdOf(
-        pkHashRaw(
-          d.pk,
-          d.pk.map((_, i) => i),
-        ),
+  return changes.mayHaveChanged(
+    d.table.name,
+    changeIdOf(
+      pkHashRaw(
+        d.pk,
+        d.pk.map((_, i) => i),
       ),
-    );
-  }
-  const { sub } = splitBucketId(d.bucket, d.bits);
-  const span = 2 ** (CHANGE_BITS - d.bits);
-  for (let id = sub * span; id < (sub + 1) * span; id++) {
-    if (changes.mayHaveChanged(d.table.name, id)) return true;
-  }
-  return false;
+    ),
+  );
 }
 
 /** Re-read misplaced rows by primary key: still there and still misplaced → a difference. */

@@ -1,6 +1,6 @@
 /**
  * In-place expansion (s0, s1 → s0, s1, s2): the copy moves only the rows whose segment moves;
- * after a committed cutover, cleanup deletes exactly those from their old shards, and keeps any
+ * after a completed cutover (not while rollback is still possible), cleanup deletes exactly those from their old shards, and keeps any
  * row its new owner does not have.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +68,19 @@ describe('in-place expansion 2 → 3 and cleanup', () => {
     const dry = await runCleanup({ planPath: e.planPath, control: e.controlDsn, execute: false });
     expect(dry.deleted).toBe(0);
     expect(dry.tables.reduce((a, t) => a + t.moved, 0)).toBe(before.counts.leftover);
+    // Cut over but not completed: the old copies are the rollback's, so cleanup refuses to delete.
+    const early = (await runCleanup({ planPath: e.planPath, control: e.controlDsn, execute: true }).then(
+      () => undefined,
+      (x: unknown) => x,
+    )) as ReshardError | undefined;
+    expect(early?.code).toBe('E_CLEANUP_TOO_EARLY');
+    const ctl2 = await rootConn('ctl', e.controlDb);
+    try {
+      const [j] = await ctl2.query('SELECT id FROM reshard_jobs');
+      await transitionJob(ctl2, Number((j as { id: string }[])[0]!.id), 'cut-over', 'completed');
+    } finally {
+      await ctl2.end();
+    }
 
     // One moved row vanishes from its new owner: cleanup must keep the old copy and say so.
     const s2 = await rootConn('t0', e.db);

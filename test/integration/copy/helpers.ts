@@ -3,10 +3,10 @@
  * targets t0, t1, t2 by default), the shop schema seeded with N rows, an initialised control
  * schema, topology files and a plan in a temp directory. `drop()` removes all of it.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import type { RowDataPacket } from 'mysql2/promise';
 import { writePlanFile } from '../../../src/plan/planfile.js';
 import { plan } from '../../../src/plan/planner.js';
 import { seed } from '../../../src/sandbox/seed.js';
@@ -14,19 +14,11 @@ import { connectControl } from '../../../src/state/control.js';
 import { ensureControlSchema } from '../../../src/state/migrate.js';
 import { loadTopology } from '../../../src/topology/load.js';
 import type { Topology } from '../../../src/topology/types.js';
+import { type CliResult, ROOT, startReshard } from '../../support/cli.js';
 import { port, rootConn, type SandboxName, uniqueDb } from '../../support/db.js';
+import { SHOP_SCHEMA, SHOP_TABLES } from '../../support/shop.js';
 
-export const ROOT = resolve(import.meta.dirname, '..', '..', '..');
-export const SHOP_SCHEMA = readFileSync(join(ROOT, 'fixtures/shop/schema.sql'), 'utf8');
-
-export const SHOP_TABLES = [
-  { name: 'users', shardKey: 'id' },
-  { name: 'orders', shardKey: 'user_id' },
-  { name: 'order_items', shardKey: 'user_id' },
-  { name: 'coupons', shardKey: 'user_id' },
-  { name: 'group', shardKey: 'user_id' },
-  { name: 'type_corpus', shardKey: 'user_id' },
-];
+export { ROOT, SHOP_SCHEMA, SHOP_TABLES };
 
 export interface ShardSpec {
   name: string;
@@ -184,32 +176,11 @@ export async function makeEstate(opts: {
   }
 }
 
-export interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+export type { CliResult };
 
-/** Start `bin/reshard …` as a child process. */
+/** Start `bin/reshard …` as a child process (logging at info). */
 export function spawnReshard(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(join(ROOT, 'bin/reshard'), args, {
-    cwd: ROOT,
-    env: { ...process.env, RESHARD_LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const done = new Promise<CliResult>((res) => {
-    child.on('close', (code, signal) => res({ code, signal, stdout, stderr }));
-  });
-  return { child, done };
+  return startReshard(args, env, 'info');
 }
 
 export async function reshard(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
@@ -244,6 +215,27 @@ export async function jobState(e: Estate): Promise<string | undefined> {
   try {
     const [rows] = await c.query('SELECT state FROM reshard_jobs');
     return (rows as { state: string }[])[0]?.state;
+  } finally {
+    await c.end();
+  }
+}
+
+/** KILL every connection of this test's databases on one server; returns how many. */
+export async function killConnections(server: SandboxName, dbs: string[]): Promise<number> {
+  const c = await rootConn(server);
+  try {
+    const [rows] = await c.query<RowDataPacket[]>(
+      `SELECT ID FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() AND DB IN (${dbs.map(() => '?').join(', ')})`,
+      dbs,
+    );
+    let n = 0;
+    for (const r of rows) {
+      await c.query(`KILL CONNECTION ${Number(r.ID)}`).then(
+        () => n++,
+        () => undefined, // already gone
+      );
+    }
+    return n;
   } finally {
     await c.end();
   }

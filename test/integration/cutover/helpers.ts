@@ -10,11 +10,10 @@
  * account `app` (SELECT, INSERT, UPDATE, DELETE only: no READ_ONLY ADMIN, so read_only refuses its
  * writes with errno 1290 on MariaDB 10.11) drives the load; reshard connects as root.
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
 import { runCopy } from '../../../src/copy/run.js';
 import { EXACT_VALUE_OPTIONS } from '../../../src/db/connect.js';
@@ -34,19 +33,15 @@ import { ensureControlSchema } from '../../../src/state/migrate.js';
 import { loadTopology } from '../../../src/topology/load.js';
 import type { Topology } from '../../../src/topology/types.js';
 import { runVerify } from '../../../src/verify/index.js';
+import { type CliResult, ROOT, startReshard } from '../../support/cli.js';
 import { compareEstate } from '../../support/compare.js';
 import { port, uniqueDb } from '../../support/db.js';
+import { SHOP_SCHEMA, SHOP_TABLES } from '../../support/shop.js';
 
-export const ROOT = resolve(import.meta.dirname, '../../..');
-const SCHEMA = readFileSync(join(ROOT, 'fixtures/shop/schema.sql'), 'utf8');
-const TABLES = [
-  { name: 'users', shardKey: 'id' },
-  { name: 'orders', shardKey: 'user_id' },
-  { name: 'order_items', shardKey: 'user_id' },
-  { name: 'coupons', shardKey: 'user_id' },
-  { name: 'group', shardKey: 'user_id' },
-  { name: 'type_corpus', shardKey: 'user_id' },
-];
+export { ROOT };
+
+const SCHEMA = SHOP_SCHEMA;
+const TABLES = SHOP_TABLES;
 
 function freePort(): Promise<number> {
   return new Promise((res, rej) => {
@@ -343,38 +338,16 @@ export async function appWrite(p: number, database: string): Promise<number | un
   }
 }
 
-export interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+export type { CliResult };
 
 export function runCli(
   args: string[],
   env: Record<string, string> = {},
   timeoutMs = 150_000,
 ): Promise<CliResult> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/reshard'), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, RESHARD_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  return new Promise((res) =>
-    child.on('close', (code, signal) => {
-      clearTimeout(t);
-      res({ code, signal, stdout, stderr });
-    }),
-  );
+  const p = startReshard(args, env);
+  const t = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs);
+  return p.done.finally(() => clearTimeout(t));
 }
 
 /**

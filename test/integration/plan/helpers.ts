@@ -3,23 +3,15 @@
  * which rows move, computed independently of the estimator by reading every row's shard key
  * and routing it in the client with both topologies' routers.
  */
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { q, qt } from '../../../src/db/quote.js';
 import { createRouter } from '../../../src/plan/router.js';
 import type { Topology } from '../../../src/topology/types.js';
 import { rootConn, type SandboxName } from '../../support/db.js';
+import { SHOP_SCHEMA, SHOP_TABLES } from '../../support/shop.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..', '..');
-export const SHOP_SCHEMA = readFileSync(join(ROOT, 'fixtures', 'shop', 'schema.sql'), 'utf8');
-export const SHOP_TABLES = [
-  { name: 'users', shardKey: 'id' },
-  { name: 'orders', shardKey: 'user_id' },
-  { name: 'order_items', shardKey: 'user_id' },
-  { name: 'coupons', shardKey: 'user_id' },
-  { name: 'group', shardKey: 'user_id' },
-  { name: 'type_corpus', shardKey: 'user_id' },
-];
+export { SHOP_SCHEMA, SHOP_TABLES };
 export const SHOP_GROUPS = [{ name: 'user', tables: ['users', 'orders', 'order_items'] }];
 
 /** Which sandbox server each shard of a topology lives on (by port). */

@@ -18,6 +18,8 @@ import { controls, dropDb, freshControl } from './helpers.js';
 const EXPECTED_TABLES = [
   'reshard_binlog_positions',
   'reshard_bloom_filters',
+  'reshard_change_epochs',
+  'reshard_changed_keys',
   'reshard_copy_checkpoints',
   'reshard_copy_chunks',
   'reshard_copy_control',

@@ -3,10 +3,9 @@
  * (optionally seeded), an initialised control schema, topology files and a plan in a temp
  * directory, and the job row. `drop()` removes all of it.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { readMasterPosition } from '../../../src/binlog/position.js';
 import { recordStartPosition } from '../../../src/binlog/status.js';
@@ -19,19 +18,14 @@ import { connectControl } from '../../../src/state/control.js';
 import { ensureControlSchema } from '../../../src/state/migrate.js';
 import { loadTopology } from '../../../src/topology/load.js';
 import type { Topology } from '../../../src/topology/types.js';
+import { type CliResult, ROOT, startReshard } from '../../support/cli.js';
 import { compareEstate } from '../../support/compare.js';
 import { port, type SandboxName, uniqueDb } from '../../support/db.js';
+import { SHOP_SCHEMA, SHOP_TABLES } from '../../support/shop.js';
 
-export const ROOT = resolve(import.meta.dirname, '../../..');
-export const SCHEMA = readFileSync(join(ROOT, 'fixtures/shop/schema.sql'), 'utf8');
-export const TABLES = [
-  { name: 'users', shardKey: 'id' },
-  { name: 'orders', shardKey: 'user_id' },
-  { name: 'order_items', shardKey: 'user_id' },
-  { name: 'coupons', shardKey: 'user_id' },
-  { name: 'group', shardKey: 'user_id' },
-  { name: 'type_corpus', shardKey: 'user_id' },
-];
+export { ROOT };
+export const SCHEMA = SHOP_SCHEMA;
+export const TABLES = SHOP_TABLES;
 
 export interface Endpoint {
   name: string;
@@ -283,32 +277,11 @@ export async function queryOn<T = RowDataPacket>(
   }
 }
 
-export interface CliResult {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-}
+export type { CliResult };
 
 /** Start `bin/reshard …` as a child process. */
 export function startCli(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [join(ROOT, 'bin/reshard'), ...args], {
-    cwd: ROOT,
-    env: { ...process.env, RESHARD_LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d: Buffer) => {
-    stdout += d.toString();
-  });
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const done = new Promise<CliResult>((res) =>
-    child.on('close', (code, signal) => res({ code, signal, stdout, stderr })),
-  );
-  return { child, done, output: () => ({ stdout, stderr }) };
+  return startReshard(args, env);
 }
 
 export function runCli(args: string[], timeoutMs = 120_000): Promise<CliResult> {

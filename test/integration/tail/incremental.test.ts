@@ -48,6 +48,8 @@ describe('reshard tail feeds verify --incremental', () => {
       expect(bad.totals.bucketsChecked).toBeGreaterThan(0);
       expect(bad.totals.bucketsChecked).toBeLessThan(full.totals.bucketsChecked);
       expect(bad.differences.map((d) => d.table)).toContain('users');
+      // The tailer recorded the exact key too: the run looked it up instead of scanning buckets.
+      expect(bad.tables.find((t) => t.table === 'users')?.keys).toBeGreaterThanOrEqual(1);
     } finally {
       await tail.stop().catch(() => undefined);
       await ctx.close();

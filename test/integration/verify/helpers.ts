@@ -23,20 +23,14 @@ import {
   topologyYaml,
   uniqueDb,
 } from '../../support/db.js';
+import { SHOP_SCHEMA, SHOP_TABLES } from '../../support/shop.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..', '..');
 export const SOURCES = ['s0', 's1'] as const;
 export const TARGETS = ['t0', 't1', 't2'] as const;
 export const ALL: SandboxName[] = [...SOURCES, ...TARGETS];
 
-const TABLES = [
-  { name: 'users', shardKey: 'id' },
-  { name: 'orders', shardKey: 'user_id' },
-  { name: 'order_items', shardKey: 'user_id' },
-  { name: 'coupons', shardKey: 'user_id' },
-  { name: 'group', shardKey: 'user_id' },
-  { name: 'type_corpus', shardKey: 'user_id' },
-];
+const TABLES = SHOP_TABLES;
 
 export interface Estate {
   db: string;
@@ -62,6 +56,8 @@ export interface EstateOptions {
   users?: number;
   ordersPerUser?: number;
   typeCorpus?: boolean;
+  /** More tables (created empty on every shard, listed in both topologies; the test fills them). */
+  extraTables?: { name: string; shardKey: string; ddl: string }[];
 }
 
 function pad(n: number, w: number): string {
@@ -142,12 +138,13 @@ export async function buildEstate(prefix: string, o: EstateOptions = {}): Promis
   const db = uniqueDb(prefix);
   const controlDb = `${db}_ctl`;
   const dir = mkdtempSync(join(tmpdir(), 'reshard-verify-'));
-  const schema = readFileSync(join(ROOT, 'fixtures/shop/schema.sql'), 'utf8');
+  const extra = o.extraTables ?? [];
+  const schema = [SHOP_SCHEMA, ...extra.map((t) => t.ddl)].join('\n');
   const drop = await createDatabases(ALL, db, schema);
   const yaml = (names: readonly string[], name: string) =>
     topologyYaml({
       shards: names.map((n) => ({ name: n, server: n as SandboxName, database: db })),
-      tables: TABLES,
+      tables: [...TABLES, ...extra.map((t) => ({ name: t.name, shardKey: t.shardKey }))],
       groups: [{ name: 'user', tables: ['users', 'orders', 'order_items'] }],
       scheme: '{ type: hash-mod, hash: crc32 }',
     }).replace('version: 1\n', `version: 1\nname: ${name}\n`);
