@@ -116,7 +116,15 @@ describe('a frozen worker', () => {
       expect(retaken.map((c) => `${c.source_shard}/${c.table_name}/${c.chunk_id}`).sort()).toEqual(
         frozen.map((c) => `${c.source_shard}/${c.table_name}/${c.chunk_id}`).sort(),
       );
-      expect(retaken.every((c) => c.worker_id === 'worker-b' && Number(c.attempts) === 2)).toBe(true);
+      // B finished every one of them. A chunk can be taken more than once more (a retake whose
+      // lease ran out while the loaded machine stalled): re-copying is idempotent, so only who
+      // finished it is asserted, with the rows printed when it fails.
+      expect(
+        retaken.filter((c) => c.worker_id !== 'worker-b'),
+        JSON.stringify(
+          retaken.map((c) => [c.source_shard, c.table_name, c.chunk_id, c.worker_id, c.attempts]),
+        ),
+      ).toEqual([]);
       const diff = await compareEstate({ from: e.from, to: e.to });
       expect(diff.differences).toEqual([]);
     } finally {
