@@ -145,8 +145,24 @@ function crc32Range(buf: Uint8Array, start: number, end: number): number {
   return (c ^ -1) >>> 0;
 }
 
+/**
+ * The last primitive key hashed and its CRC. Routing a row asks for the same key twice in a row
+ * (its owner under `from`, then under `to`): the second call is free. Only numbers, strings and
+ * bigints are remembered — compared by value, they cannot change behind the cache's back, as a
+ * reused Buffer could.
+ */
+let lastKey: RouteKey | undefined;
+let lastCrc = 0;
+
 /** MySQL `CRC32()` of the key's canonical bytes: an unsigned 32-bit integer. */
 export function crc32Of(key: RouteKey): number {
+  if (typeof key !== 'object' && key !== null) {
+    if (Object.is(key, lastKey)) return lastCrc;
+    const buf = canonicalize(key);
+    lastCrc = crc32Range(buf, cStart, cEnd);
+    lastKey = key;
+    return lastCrc;
+  }
   const buf = canonicalize(key);
   return crc32Range(buf, cStart, cEnd);
 }

@@ -143,6 +143,9 @@ export interface BucketSumsData {
   lo: Int32Array;
 }
 
+/** Bucket ids below this get a dense index (4 MiB at most). */
+const DENSE_IDS = 1 << 20;
+
 /**
  * count and sum64 per bucket id. Storage grows on demand; a bucket absent from the map has
  * count 0 and sum 0 (so an empty side compares equal only to an empty side).
@@ -158,7 +161,18 @@ export class BucketSums {
     return this.ids.length;
   }
 
+  /**
+   * slot + 1 for ids below DENSE_IDS (0: none yet): a typed-array read instead of a Map lookup
+   * per row, for the usual id space (segments × 2^bits well below a million). Larger ids use the
+   * Map alone.
+   */
+  private dense = new Int32Array(0);
+
   private slotOf(id: number): number {
+    if (id < this.dense.length) {
+      const d = this.dense[id]!;
+      if (d !== 0) return d - 1;
+    }
     let s = this.slot.get(id);
     if (s === undefined) {
       s = this.ids.length;
@@ -176,6 +190,14 @@ export class BucketSums {
       }
       this.slot.set(id, s);
       this.ids.push(id);
+    }
+    if (id < DENSE_IDS) {
+      if (id >= this.dense.length) {
+        const d = new Int32Array(Math.min(DENSE_IDS, Math.max(1024, 2 ** Math.ceil(Math.log2(id + 1)))));
+        d.set(this.dense);
+        this.dense = d;
+      }
+      this.dense[id] = s + 1;
     }
     return s;
   }

@@ -194,7 +194,7 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
   const jobId = ctx.job.id;
   const notes: string[] = [];
   const progress = opts.onProgress ?? (() => undefined);
-  const pageSize = opts.pageSize ?? 10_000;
+  const pageSize = opts.pageSize ?? 50_000;
   const maxDiffs = opts.maxDiffs ?? 100_000;
   const rounds = Math.max(1, opts.recheck?.rounds ?? 3);
   const routing = buildRouting(ctx.index, ctx.from, ctx.to);

@@ -98,4 +98,26 @@ describe('xxHash64', () => {
       { numRuns: 2000 },
     );
   });
+
+  it('stays exact when keys repeat (the last-key cache) and when a Buffer key is reused mutated', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.oneof(fc.integer({ min: -3, max: 3 }), fc.constantFrom('a', 'b', ''), fc.constantFrom(1n, 2n)),
+          {
+            maxLength: 50,
+          },
+        ),
+        (keys) => {
+          for (const key of keys) expect(crc32Of(key)).toBe(crc32(canonicalKeyBytes(key)));
+        },
+      ),
+    );
+    expect(crc32Of(-0)).toBe(crc32(Buffer.from('0')));
+    const buf = Buffer.from('abc');
+    const before = crc32Of(buf);
+    buf[0] = 0x7a; // 'zbc'
+    expect(crc32Of(buf)).toBe(crc32(Buffer.from('zbc')));
+    expect(crc32Of(buf)).not.toBe(before);
+  });
 });

@@ -52,6 +52,26 @@ describe('bucket sums', () => {
     );
   });
 
+  it('equal the same sums whether a bucket id is in the dense index or beyond it', () => {
+    // Ids below 2^20 are indexed densely, larger ones only in the map: both paths, interleaved.
+    const ids = fc.oneof(fc.nat({ max: 40 }), fc.constantFrom(1023, 1024, 2 ** 20 - 1, 2 ** 20, 2 ** 32 - 1));
+    fc.assert(
+      fc.property(fc.array(fc.tuple(ids, hash64), { maxLength: 200 }), (rows) => {
+        const s = sumsOf(rows);
+        const again = BucketSums.fromData(s.toData());
+        const ref = new BucketSums();
+        ref.merge(s);
+        for (const [id] of rows) {
+          const n = rows.filter((r) => r[0] === id).length;
+          expect(s.get(id).count).toBe(n);
+          expect(again.get(id)).toEqual(s.get(id));
+          expect(ref.sameAs(s, id)).toBe(true);
+        }
+        expect(s.size).toBe(new Set(rows.map((r) => r[0])).size);
+      }),
+    );
+  });
+
   it('do not depend on row order or on how rows are split across shards', () => {
     fc.assert(
       fc.property(
