@@ -21,6 +21,7 @@ import type { TableMeta } from '../apply/table.js';
 import type { Row } from '../apply/values.js';
 import { q } from '../db/quote.js';
 import { INTEGER_TYPES, type TableDefinition } from '../preflight/schema.js';
+import type { RowView } from '../verify/scan.js';
 
 /**
  * How a column's driver value becomes a LOAD DATA field: 'plain' for types whose text form never
@@ -53,16 +54,20 @@ const UNSUPPORTED = new Set([
 export interface BulkPlan {
   sql: string;
   modes: Mode[];
+  /** information_schema DATA_TYPE per column (in the table meta's column order). */
+  types: string[];
 }
 
 /** The LOAD DATA statement for a table, or undefined when a column type cannot be bulk-loaded. */
 export function bulkPlan(meta: TableMeta, def: TableDefinition): BulkPlan | undefined {
   const modes: Mode[] = [];
+  const types: string[] = [];
   const targets: string[] = [];
   const sets: string[] = [];
   for (const [i, name] of meta.columns.entries()) {
     const col = def.columns.find((c) => c.name === name);
     if (!col || UNSUPPORTED.has(col.dataType)) return undefined;
+    types.push(col.dataType);
     if (col.dataType === 'bit') {
       modes.push('bit');
       targets.push(`@v${i}`);
@@ -79,6 +84,7 @@ export function bulkPlan(meta: TableMeta, def: TableDefinition): BulkPlan | unde
   return {
     sql: `LOAD DATA LOCAL INFILE 'reshard-copy' INTO TABLE ${meta.sql.table} CHARACTER SET utf8mb4 (${targets.join(', ')})${sets.length ? ` SET ${sets.join(', ')}` : ''}`,
     modes,
+    types,
   };
 }
 
@@ -135,6 +141,7 @@ export interface TsvBatch {
 }
 
 const PART_BYTES = 1 << 20;
+const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 /**
  * Spare parts, reused once their load finished: a copy streams its whole volume through these
  * buffers, and allocating it anew would make V8 count it as external memory and run a full
@@ -163,8 +170,79 @@ export class TsvEncoder {
   /** Add one row; throws NotBulkable when a value cannot be expressed (the caller uses the applier). */
   add(row: Row): void {
     const line = encodeRow(row, this.modes);
-    // Worst case 3 bytes per UTF-16 unit, plus the newline.
-    const worst = line.length * 3 + 1;
+    const part = this.room(line.length * 3 + 1); // at most 3 UTF-8 bytes per UTF-16 unit, + LF
+    this.offset += part.write(line, this.offset, 'utf8');
+    part[this.offset++] = 0x0a;
+    this.batch.rows++;
+  }
+
+  /**
+   * Add one row straight from its text-protocol packet (see RowView): the server's bytes are the
+   * field — numbers and temporal values verbatim, text with LOAD DATA's escapes applied byte by
+   * byte (the escaped characters are ASCII, never inside a multi-byte UTF-8 sequence), bytes as
+   * hex, BIT as its unsigned integer. No JavaScript string or value is made for the row. A text
+   * field whose bytes the server would not take as utf8mb4 makes the load warn and roll back
+   * (the caller then re-reads and uses the applier), as any other unconverted value does.
+   */
+  addView(view: RowView): void {
+    const modes = this.modes;
+    const n = modes.length;
+    const buf = view.buf;
+    const start = view.start;
+    const len = view.len;
+    // Worst case: every byte escaped or hex (2 bytes), a BIT as up to 20 digits, plus separators.
+    let worst = 1;
+    for (let i = 0; i < n; i++) worst += 2 * len[i]! + 21;
+    const out = this.room(worst);
+    let o = this.offset;
+    for (let i = 0; i < n; i++) {
+      if (i > 0) out[o++] = 0x09;
+      const s = start[i]!;
+      if (s < 0) {
+        out[o++] = 0x5c; // \N
+        out[o++] = 0x4e;
+        continue;
+      }
+      const end = s + len[i]!;
+      switch (modes[i]) {
+        case 'plain':
+          // Numbers and dates are a few bytes: a loop beats Buffer.copy's native call.
+          if (end - s > 64) o += buf.copy(out, o, s, end);
+          else for (let p = s; p < end; p++) out[o++] = buf[p]!;
+          break;
+        case 'text':
+          for (let p = s; p < end; p++) {
+            const b = buf[p]!;
+            if (b > 0x5c || (b !== 0x5c && b !== 0x09 && b !== 0x0a && b !== 0x0d && b !== 0x00)) {
+              out[o++] = b;
+              continue;
+            }
+            out[o++] = 0x5c;
+            out[o++] = b === 0x5c ? 0x5c : b === 0x09 ? 0x74 : b === 0x0a ? 0x6e : b === 0x0d ? 0x72 : 0x30;
+          }
+          break;
+        case 'hex':
+          for (let p = s; p < end; p++) {
+            const b = buf[p]!;
+            out[o++] = HEX_DIGITS[b >>> 4]!;
+            out[o++] = HEX_DIGITS[b & 15]!;
+          }
+          break;
+        default: {
+          // BIT: big-endian bytes as an unsigned decimal integer (CAST(@v AS UNSIGNED) on the server).
+          let v = 0n;
+          for (let p = s; p < end; p++) v = (v << 8n) | BigInt(buf[p]!);
+          o += out.write(v.toString(), o, 'latin1');
+        }
+      }
+    }
+    out[o++] = 0x0a;
+    this.offset = o;
+    this.batch.rows++;
+  }
+
+  /** The part to write the next row into, with at least `worst` bytes free (a new batch when full). */
+  private room(worst: number): Buffer {
     if (this.batch.rows > 0 && this.batch.bytes + this.offset + worst > this.maxBytes) this.sealBatch();
     if (!this.part || this.offset + worst > this.part.length) {
       this.sealPart();
@@ -174,9 +252,7 @@ export class TsvEncoder {
           : Buffer.allocUnsafe(worst);
       this.owned.push(this.part);
     }
-    this.offset += this.part.write(line, this.offset, 'utf8');
-    this.part[this.offset++] = 0x0a;
-    this.batch.rows++;
+    return this.part;
   }
 
   /** The batches, after the last row. */

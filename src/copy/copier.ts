@@ -16,11 +16,13 @@ import type { Connection } from 'mysql2/promise';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { RowOp, TargetApplier } from '../apply/applier.js';
 import { routeKeyOf, type TableMeta } from '../apply/table.js';
-import type { Row } from '../apply/values.js';
+import type { Row, Value } from '../apply/values.js';
 import { classifyError } from '../db/retry.js';
 import { streamQuery } from '../db/stream.js';
 import { log } from '../output.js';
 import type { PlanIndex } from '../plan/plan-index.js';
+import type { RouteKey } from '../plan/router.js';
+import { type RowView, streamRowViews } from '../verify/scan.js';
 import {
   type BulkPlan,
   isLocalInfileRefused,
@@ -50,6 +52,8 @@ export interface TableJob {
   /** Estimated rows to copy (information_schema × moving share); for progress only. */
   estimatedRows: number;
   avgRowBytes: number;
+  /** Whether the shard and primary keys can be read from raw row bytes (set on first use). */
+  rawKeys?: boolean;
 }
 
 export interface PageResult {
@@ -346,6 +350,7 @@ export function streamPage(
   upper: PkTuple | null,
   limit: number,
 ): Promise<StreamedPage> {
+  if (rawEligible(job, pools)) return streamPageRaw(src, job, index, lower, upper, limit);
   const meta = job.meta;
   const q = lockingPageQuery(job, lower, upper, limit);
   const page: StreamedPage = { read: 0, misplaced: 0, bytes: 0, lastPk: null, parts: new Map() };
@@ -391,6 +396,110 @@ export function streamPage(
   // routed or encoded fails the page after the result is drained (see streamQuery).
   return streamQuery<Row>(src, { sql: q.sql, values: q.params, rowsAsArray: true }, onRow).then(() => {
     page.lastPk = last ? meta.pk.map((i) => last![i] ?? null) : null;
+    return page;
+  });
+}
+
+const FLOAT_TYPES = new Set(['float', 'double', 'real', 'double precision']);
+
+/**
+ * Whether a page can stream as raw row packets (streamPageRaw): every target of the job takes
+ * LOAD DATA, and the shard key and primary key read from their text bytes exactly as from the
+ * driver's values. FLOAT and DOUBLE are not (the driver's number prints differently from the
+ * server's text); BIT keys are rare enough to leave to the value path.
+ */
+function rawEligible(job: TableJob, pools: Map<string, TargetPool>): boolean {
+  if (job.rawKeys === undefined) {
+    const plan = job.bulk.get(job.targets[0] ?? '');
+    const keyish = plan ? [job.meta.shardKey, ...job.meta.pk] : [];
+    job.rawKeys =
+      plan !== undefined &&
+      keyish.every((i) => !FLOAT_TYPES.has(plan.types[i] ?? '') && plan.modes[i] !== 'bit');
+  }
+  if (!job.rawKeys) return false;
+  for (const t of job.targets) if (!job.bulk.get(t) || !pools.get(t)?.bulkEnabled) return false;
+  return true;
+}
+
+/** The driver-equivalent value of column i of a row view (primary-key columns of the last row). */
+function valueOfView(view: RowView, i: number, plan: BulkPlan): Value {
+  const s = view.start[i]!;
+  if (s < 0) return null;
+  const bytes = view.buf.subarray(s, s + view.len[i]!);
+  // Binary columns are Buffers, everything else text: integers as decimal text travel as exact
+  // integer parameters (keyset.ts), temporal and DECIMAL values as the server printed them.
+  return plan.modes[i] === 'hex' ? Buffer.from(bytes) : bytes.toString('utf8');
+}
+
+/**
+ * streamPage for tables every target bulk-loads: rows are taken as spans of the packets they
+ * arrive in (verify's row parser, scan.ts) and transcoded into each target's LOAD DATA batches
+ * byte for byte (TsvEncoder.addView), with no JavaScript value made per column. Only the shard
+ * key (to route) and the last row's primary key (where the next page starts) are decoded. A
+ * target whose load then rolls back gets the page re-read with values (writeStreamedPage).
+ */
+function streamPageRaw(
+  src: Connection,
+  job: TableJob,
+  index: PlanIndex,
+  lower: PkTuple | null,
+  upper: PkTuple | null,
+  limit: number,
+): Promise<StreamedPage> {
+  const meta = job.meta;
+  const q = lockingPageQuery(job, lower, upper, limit);
+  const page: StreamedPage = { read: 0, misplaced: 0, bytes: 0, lastPk: null, parts: new Map() };
+  const encoders = new Map<string, TargetPart>();
+  const sk = meta.shardKey;
+  const intKey = meta.keyKind === 'int';
+  const binaryKey = meta.keyKind === 'binary';
+  // The last row's packet is kept (mysql2 does not reuse a packet's buffer) to decode its key.
+  let lastBuf: Buffer | undefined;
+  const lastStart = new Int32Array(meta.columns.length);
+  const lastLen = new Int32Array(meta.columns.length);
+  const onView = (view: RowView) => {
+    page.read++;
+    page.bytes += view.rowEnd - view.rowStart + 8;
+    lastBuf = view.buf;
+    lastStart.set(view.start);
+    lastLen.set(view.len);
+    const s = view.start[sk]!;
+    if (s < 0) routeKeyOf(meta, null); // throws E_NULL_SHARD_KEY
+    const len = view.len[sk]!;
+    let key: RouteKey;
+    if (intKey) {
+      const text = view.buf.toString('latin1', s, s + len);
+      key = len <= 15 ? Number(text) : BigInt(text);
+    } else if (binaryKey) key = view.buf.subarray(s, s + len);
+    else key = view.buf.toString('utf8', s, s + len);
+    const seg = index.segmentOf(key);
+    if (seg.from !== job.source) {
+      if (seg.to !== job.source) page.misplaced++;
+      return;
+    }
+    if (!seg.moves) return;
+    let part = encoders.get(seg.to);
+    if (!part) {
+      part = { rows: 0, encoder: new TsvEncoder(job.bulk.get(seg.to)!.modes, MAX_APPLY_BYTES) };
+      encoders.set(seg.to, part);
+      page.parts.set(seg.to, part);
+    }
+    part.rows++;
+    part.encoder!.addView(view);
+  };
+  return streamRowViews(src, q.sql, meta.columns.length, onView, q.params).then(() => {
+    if (lastBuf) {
+      const last: RowView = {
+        buf: lastBuf,
+        start: lastStart,
+        len: lastLen,
+        rowStart: 0,
+        rowEnd: 0,
+        minimal: true,
+      };
+      const plan = job.bulk.get(job.targets[0]!)!;
+      page.lastPk = meta.pk.map((i) => valueOfView(last, i, plan));
+    }
     return page;
   });
 }

@@ -121,6 +121,7 @@ export function streamRowViews(
   sql: string,
   columns: number,
   onRow: (view: RowView) => void,
+  values?: unknown[],
 ): Promise<number> {
   {
     const view = emptyView(columns);
@@ -164,7 +165,7 @@ export function streamRowViews(
     };
     return streamQuery<RawRow | null>(
       conn,
-      { sql, rowsAsArray: true, typeCast: false },
+      { sql, ...(values ? { values } : {}), rowsAsArray: true, typeCast: false },
       (row) => {
         if (row === null || failed !== undefined) return;
         fillViewFromRow(view, row); // mysql2 parsed the row itself: same bytes, one copy
