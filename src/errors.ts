@@ -7,9 +7,11 @@
  *   2  usage           – bad flags, bad topology or plan file: fix the input and re-run
  *   3  precondition    – a server, grant, schema or job state is not as required: nothing was written
  *   4  mismatch        – verification found differences
- *   5  retries         – a retryable operation kept failing until the budget ran out
+ *   5  retries         – a retryable operation kept failing until the budget ran out, or a
+ *                        connection was lost where nothing retries it (E_TRANSIENT): re-run
  *   70 bug             – anything unexpected: a defect in reshard, please report it
  */
+import { classifyError } from './db/errclass.js';
 export const ExitCode = {
   ok: 0,
   usage: 2,
@@ -133,6 +135,14 @@ export class ValidationError extends UsageError {
 export function asReshardError(err: unknown): ReshardError {
   if (err instanceof ReshardError) return err;
   const message = err instanceof Error ? err.message : String(err);
+  // A connection lost (a KILL, a restart, a proxy) or a lock conflict where no retry loop was
+  // around it — while setting up, say — is the estate's weather, not a defect of reshard.
+  if (classifyError(err) !== 'fatal') {
+    return new RetriesExhaustedError('E_TRANSIENT', `a server connection or transaction failed: ${message}`, {
+      hint: 're-run the same command: it resumes from what was committed (copy from its checkpoints, tail from its applied positions); if it keeps failing, check the servers and the log above',
+      cause: err,
+    });
+  }
   return new ReshardError('bug', 'E_BUG', `unexpected error: ${message}`, {
     hint: 'this is a defect in reshard; please report it with the log above (run with RESHARD_LOG_LEVEL=debug for more)',
     cause: err,
