@@ -20,8 +20,8 @@ import type { Connection } from 'mysql2/promise';
 import type { TableMeta } from '../apply/table.js';
 import type { Row } from '../apply/values.js';
 import { q } from '../db/quote.js';
+import type { RowView } from '../db/rowview.js';
 import { INTEGER_TYPES, type TableDefinition } from '../preflight/schema.js';
-import type { RowView } from '../verify/scan.js';
 
 /**
  * How a column's driver value becomes a LOAD DATA field: 'plain' for types whose text form never

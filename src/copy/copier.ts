@@ -18,11 +18,11 @@ import type { RowOp, TargetApplier } from '../apply/applier.js';
 import { routeKeyOf, type TableMeta } from '../apply/table.js';
 import type { Row, Value } from '../apply/values.js';
 import { classifyError } from '../db/retry.js';
+import { type RowView, streamRowViews } from '../db/rowview.js';
 import { streamQuery } from '../db/stream.js';
 import { log } from '../output.js';
 import type { PlanIndex } from '../plan/plan-index.js';
 import type { RouteKey } from '../plan/router.js';
-import { type RowView, streamRowViews } from '../verify/scan.js';
 import {
   type BulkPlan,
   isLocalInfileRefused,
@@ -433,7 +433,7 @@ function valueOfView(view: RowView, i: number, plan: BulkPlan): Value {
 
 /**
  * streamPage for tables every target bulk-loads: rows are taken as spans of the packets they
- * arrive in (verify's row parser, scan.ts) and transcoded into each target's LOAD DATA batches
+ * arrive in (the row parser shared with verify, src/db/rowview.ts) and transcoded into each target's LOAD DATA batches
  * byte for byte (TsvEncoder.addView), with no JavaScript value made per column. Only the shard
  * key (to route) and the last row's primary key (where the next page starts) are decoded. A
  * target whose load then rolls back gets the page re-read with values (writeStreamedPage).

@@ -29,6 +29,7 @@
  * the bijective mix before summing.
  */
 import type { Value } from '../apply/values.js';
+import { lenenc, type RawValue, type RowView, textRowPayload } from '../db/rowview.js';
 import {
   type Crc64State,
   crc64Byte,
@@ -38,11 +39,8 @@ import {
   crc64Uint32BE,
   crc64Update,
 } from './crc64.js';
-import type { RowView } from './scan.js';
 
-/** One column value as the server sent it (text protocol), or null. */
-export type RawValue = Buffer | null;
-export type RawRow = RawValue[];
+export type { RawRow, RawValue } from '../db/rowview.js';
 
 /** How a column's value is canonicalised and written as an SQL literal. */
 export type ColumnKind = 'int' | 'decimal' | 'float' | 'bit' | 'binary' | 'json' | 'text';
@@ -99,33 +97,13 @@ export function canonicalBytes(v: Value): Buffer | null {
   return Buffer.from(v.toString(), 'latin1');
 }
 
-/** lenenc(len): the text protocol's minimal length prefix. */
-export function lenenc(len: number): Buffer {
-  if (len < 251) return Buffer.from([len]);
-  if (len < 2 ** 16) return Buffer.from([0xfc, len & 0xff, len >>> 8]);
-  if (len < 2 ** 24) return Buffer.from([0xfd, len & 0xff, (len >>> 8) & 0xff, len >>> 16]);
-  const b = Buffer.alloc(9);
-  b[0] = 0xfe;
-  b.writeUInt32LE(len % 2 ** 32, 1);
-  b.writeUInt32LE(Math.floor(len / 2 ** 32), 5);
-  return b;
-}
-
 const SHORT_HEADS = Array.from({ length: 251 }, (_, i) => Buffer.from([i]));
 
 function lenencHead(len: number): Buffer {
   return len < 251 ? SHORT_HEADS[len]! : lenenc(len);
 }
 
-/** The text-protocol payload of a row (no column count): what a server sends for it. */
-export function textRowPayload(row: readonly RawValue[]): Buffer {
-  const parts: Buffer[] = [];
-  for (const v of row) {
-    if (v === null) parts.push(Buffer.from([0xfb]));
-    else parts.push(lenenc(v.length), v);
-  }
-  return Buffer.concat(parts);
-}
+export { lenenc, textRowPayload } from '../db/rowview.js';
 
 /** The canonical encoding of a row (what the row CRC is taken over). For tests and documentation. */
 export function encodeRow(row: readonly RawValue[]): Buffer {
