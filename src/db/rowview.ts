@@ -156,14 +156,9 @@ export function streamRowViews(
             throw new Error('unexpected mysql2 packet shape');
           parseTextRow(packet.buffer, packet.offset, packet.end, view, columns);
         } catch (e) {
-          failed = new ReshardError(
-            'bug',
-            'E_BUG',
-            `cannot read a row packet: ${(e as Error).message}`,
-            {
-              cause: e,
-            },
-          );
+          failed = new ReshardError('bug', 'E_BUG', `cannot read a row packet: ${(e as Error).message}`, {
+            cause: e,
+          });
           return null;
         }
         take();
