@@ -164,12 +164,23 @@ export class BucketSums {
   /**
    * slot + 1 for ids below DENSE_IDS (0: none yet): a typed-array read instead of a Map lookup
    * per row, for the usual id space (segments × 2^bits well below a million). Larger ids use the
-   * Map alone.
+   * Map alone. Only for sums that rows are added to one by one while a part is scanned (a few
+   * at a time, up to 4 MiB each): partials kept until they are combined, and the per-table
+   * totals, use the Map alone, so memory does not grow with shards × tables.
    */
   private dense = new Int32Array(0);
 
+  /** `dense`: index ids densely (for the sums of a scan in progress; see `settle`). */
+  constructor(private useDense = false) {}
+
+  /** The scan is over: drop the dense index (the Map keeps every id). */
+  settle(): void {
+    this.useDense = false;
+    this.dense = new Int32Array(0);
+  }
+
   private slotOf(id: number): number {
-    if (id < this.dense.length) {
+    if (this.useDense && id < this.dense.length) {
       const d = this.dense[id]!;
       if (d !== 0) return d - 1;
     }
@@ -191,7 +202,7 @@ export class BucketSums {
       this.slot.set(id, s);
       this.ids.push(id);
     }
-    if (id < DENSE_IDS) {
+    if (this.useDense && id < DENSE_IDS) {
       if (id >= this.dense.length) {
         const d = new Int32Array(Math.min(DENSE_IDS, Math.max(1024, 2 ** Math.ceil(Math.log2(id + 1)))));
         d.set(this.dense);

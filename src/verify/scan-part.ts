@@ -84,8 +84,8 @@ export function scanPartFromData(d: ScanPartData): ScanPart {
 
 function emptyPart(): ScanPart {
   return {
-    source: new BucketSums(),
-    target: new BucketSums(),
+    source: new BucketSums(true),
+    target: new BucketSums(true),
     sourceRows: 0,
     targetRows: 0,
     misplaced: [],
@@ -125,7 +125,14 @@ export async function scanPart(
   } finally {
     await conn.end().catch(() => undefined);
   }
+  settle(part);
   return part;
+}
+
+/** Partials outlive their scan until combined: without the dense index, at Map size. */
+function settle(part: ScanPart): void {
+  part.source.settle();
+  part.target.settle();
 }
 
 /** Per exact-keys plan: its lookup conditions, one per batch, and its keys as map keys (built once for all shards). */
@@ -177,6 +184,7 @@ export async function lookupPart(
       }),
     );
   }
+  settle(part);
   return part;
 }
 
