@@ -409,6 +409,7 @@ const FLOAT_TYPES = new Set(['float', 'double', 'real', 'double precision']);
  * server's text); BIT keys are rare enough to leave to the value path.
  */
 function rawEligible(job: TableJob, pools: Map<string, TargetPool>): boolean {
+  if (process.env.RESHARD_COPY_RAW === '0') return false; // the value path, to compare or fall back
   if (job.rawKeys === undefined) {
     const plan = job.bulk.get(job.targets[0] ?? '');
     const keyish = plan ? [job.meta.shardKey, ...job.meta.pk] : [];
@@ -538,7 +539,11 @@ export async function writeStreamedPage(
   };
   const perTarget = new Map<string, number>();
   let bulk = 0;
-  await Promise.all(
+  // Every target's write settles before this returns, also when one fails: the caller then rolls
+  // the source transaction back, releasing the page's shared locks, and a load still in flight
+  // on another target after that could commit a version the application has since changed or
+  // deleted — after the tailer applied the change (a stale or resurrected row).
+  const settled = await Promise.allSettled(
     [...page.parts].map(async ([target, part]) => {
       const pool = pools.get(target);
       if (!pool) throw new Error(`no writer pool for target ${target}`);
@@ -558,6 +563,8 @@ export async function writeStreamedPage(
       perTarget.set(target, part.rows);
     }),
   );
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
   return {
     read: page.read,
     written: [...perTarget.values()].reduce((a, b) => a + b, 0),
