@@ -102,7 +102,11 @@ describe('reshard status --watch under tmux', () => {
       // Lag per source and copy progress in the same frame, while the copy still runs.
       const lag = await waitPane(
         (t) =>
-          /s0\s+forward running\s+lag\s+[\d.]+ s/.test(t) && t.includes('[copying]') && /░ +\d+\.\d%/.test(t),
+          // Both sources' tailers: one tail process starts them one after the other.
+          /s0\s+forward running\s+lag\s+[\d.]+ s/.test(t) &&
+          /s1\s+forward running\s+lag\s+[\d.]+ s/.test(t) &&
+          t.includes('[copying]') &&
+          /░ +\d+\.\d%/.test(t),
         'tail lag per source while copying',
       );
       expect(lag).toMatch(/Tail {2}max lag [\d.]+ s/);
