@@ -297,7 +297,12 @@ export function isLocalInfileRefused(e: unknown): boolean {
  * Load `batch` in one transaction on `conn`; true when committed (every row inserted, no
  * warning), false when rolled back (the caller uses the applier).
  */
-export async function loadAbsent(conn: Connection, plan: BulkPlan, batch: TsvBatch): Promise<boolean> {
+export async function loadAbsent(
+  conn: Connection,
+  plan: BulkPlan,
+  batch: TsvBatch,
+  beforeCommit?: () => Promise<void>,
+): Promise<boolean> {
   await conn.query('START TRANSACTION');
   try {
     const [res] = await conn.query({
@@ -306,6 +311,7 @@ export async function loadAbsent(conn: Connection, plan: BulkPlan, batch: TsvBat
     } as unknown as string);
     const info = res as unknown as { affectedRows: number; warningStatus: number };
     if (info.warningStatus === 0 && info.affectedRows === batch.rows) {
+      await beforeCommit?.();
       await conn.query('COMMIT');
       return true;
     }

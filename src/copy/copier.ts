@@ -176,11 +176,15 @@ export class TargetWriter {
    * caller then writes this target's rows of the page through the applier (re-applying rows an
    * earlier batch loaded is harmless: the same images, upserted).
    */
-  async loadBatches(batches: readonly TsvBatch[], plan: BulkPlan): Promise<boolean> {
+  async loadBatches(
+    batches: readonly TsvBatch[],
+    plan: BulkPlan,
+    beforeCommit?: () => Promise<void>,
+  ): Promise<boolean> {
     for (const batch of batches) {
       if (this.bulk.disabled) return false;
       try {
-        if (!(await loadAbsent(await this.connection(), plan, batch))) return false;
+        if (!(await loadAbsent(await this.connection(), plan, batch, beforeCommit))) return false;
       } catch (e) {
         if (!isLocalInfileRefused(e)) {
           const c = this.conn;
@@ -196,9 +200,18 @@ export class TargetWriter {
   }
 
   /** Apply full row images as `source` through the owner-aware applier, in batches of bounded size. */
-  async applyRows(rows: readonly Row[], table: TableMeta, source: string): Promise<void> {
+  async applyRows(
+    rows: readonly Row[],
+    table: TableMeta,
+    source: string,
+    beforeCommit?: () => Promise<void>,
+  ): Promise<void> {
     for (const batch of byteBatches(rows))
-      await this.applier.apply(batch.map((row): RowOp => ({ kind: 'upsert', table, source, row })));
+      await this.applier.apply(
+        batch.map((row): RowOp => ({ kind: 'upsert', table, source, row })),
+        undefined,
+        beforeCommit ? { beforeCommit } : {},
+      );
   }
 
   private refused(e: unknown): void {
@@ -315,6 +328,18 @@ function byteBatches(rows: readonly Row[]): Row[][] {
   }
   if (batch.length) out.push(batch);
   return out;
+}
+
+/**
+ * The page's source transaction is gone (its connection was lost before a target commit): the
+ * target write rolls back at once — retrying it could not bring the locks back — and the chunk is
+ * retried from the source (run.ts treats this error as retryable).
+ */
+export class SourceLostError extends Error {
+  readonly code = 'E_SOURCE_LOST';
+  constructor(cause: unknown) {
+    super(`the source transaction of the page was lost: ${(cause as Error)?.message ?? cause}`, { cause });
+  }
 }
 
 /** What one target gets of a streamed page. */
@@ -539,6 +564,18 @@ export async function writeStreamedPage(
   };
   const perTarget = new Map<string, number>();
   let bulk = 0;
+  // Just before each target COMMIT: the source transaction is still there, so its shared locks
+  // still hold every row of the page. Were the source connection lost meanwhile (a KILL, a
+  // restart), the server would have released them, and the rows could have changed or gone —
+  // and the tailer applied that — before this write: the target write rolls back and the page is
+  // retried. What remains is the round trip between this answer and the COMMIT.
+  const sourceHeld = async () => {
+    try {
+      await src.query('SELECT 1');
+    } catch (e) {
+      throw new SourceLostError(e);
+    }
+  };
   // Every target's write settles before this returns, also when one fails: the caller then rolls
   // the source transaction back, releasing the page's shared locks, and a load still in flight
   // on another target after that could commit a version the application has since changed or
@@ -551,14 +588,14 @@ export async function writeStreamedPage(
       await pool.run(async (w) => {
         const plan = job.bulk.get(target);
         try {
-          if (part.encoder && plan && (await w.loadBatches(part.encoder.finish(), plan))) {
+          if (part.encoder && plan && (await w.loadBatches(part.encoder.finish(), plan, sourceHeld))) {
             bulk += part.rows;
             return;
           }
         } finally {
           part.encoder?.release();
         }
-        await w.applyRows(part.images ?? (await rowsFor(target)), table, job.source);
+        await w.applyRows(part.images ?? (await rowsFor(target)), table, job.source, sourceHeld);
       });
       perTarget.set(target, part.rows);
     }),

@@ -26,6 +26,7 @@ import type { Shard } from '../topology/types.js';
 import { type Chunk, ChunkStore, ControlSession, chunkKey } from './claims.js';
 import { readCopyControl } from './control.js';
 import {
+  SourceLostError,
   SourceSession,
   streamPage,
   type TableJob,
@@ -128,6 +129,7 @@ export function defaultWorkerId(): string {
 
 /** Unwrap an applier's "retries exhausted" to what it retried, so a chunk can be retried whole. */
 function chunkErrorClass(e: unknown): 'retry' | 'fatal' {
+  if (e instanceof SourceLostError) return 'retry';
   if (e instanceof RetriesExhaustedError) {
     if (e.code === 'E_RETRIES_EXHAUSTED' && e.cause !== undefined)
       return classifyError(e.cause) === 'fatal' ? 'fatal' : 'retry';

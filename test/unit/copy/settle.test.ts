@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import type { TableMeta } from '../../../src/apply/table.js';
 import type { Row } from '../../../src/apply/values.js';
 import {
+  SourceLostError,
   type StreamedPage,
   type TableJob,
   type TargetPool,
@@ -15,7 +16,9 @@ import {
 } from '../../../src/copy/copier.js';
 import type { PlanIndex } from '../../../src/plan/plan-index.js';
 
-function pool(applyRows: () => Promise<void>): TargetPool {
+function pool(
+  applyRows: (rows: Row[], t: unknown, s: string, beforeCommit?: () => Promise<void>) => Promise<void>,
+): TargetPool {
   return {
     bulkEnabled: false,
     run: <T>(fn: (w: unknown) => Promise<T>) => fn({ applyRows }),
@@ -60,5 +63,46 @@ describe('writeStreamedPage', () => {
     );
     expect((err as Error).message).toBe('deadlock on t0');
     expect(slowDone).toBe(true);
+  });
+
+  it('checks the source transaction before each target commit, and fails the page when it is gone', async () => {
+    const calls: string[] = [];
+    const pools = new Map<string, TargetPool>([
+      [
+        't0',
+        pool(async (_rows, _t, _s, beforeCommit) => {
+          calls.push('write');
+          await beforeCommit?.(); // the applier calls it just before COMMIT
+          calls.push('commit');
+        }),
+      ],
+    ]);
+    const lost = Object.assign(new Error('Connection lost: The server closed the connection.'), {
+      fatal: true,
+    });
+    const src = {
+      query: async () => {
+        calls.push('source check');
+        throw lost;
+      },
+    };
+    const page: StreamedPage = {
+      read: 1,
+      misplaced: 0,
+      bytes: 10,
+      lastPk: ['1'],
+      parts: new Map([['t0', { rows: 1, images: [['1'] as Row] }]]),
+    };
+    const job = {
+      source: 's0',
+      bulk: new Map(),
+      targetMeta: new Map([['t0', {} as TableMeta]]),
+    } as unknown as TableJob;
+    const err = await writeStreamedPage(page, src as never, job, {} as PlanIndex, pools, null).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(SourceLostError);
+    expect((err as SourceLostError).cause).toBe(lost);
+    expect(calls).toEqual(['write', 'source check']); // no commit
   });
 });
