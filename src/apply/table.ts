@@ -98,3 +98,31 @@ export function routeKeyOf(meta: TableMeta, v: Value): RouteKey {
       return Buffer.isBuffer(v) ? v.toString('utf8') : typeof v === 'string' ? v : v.toString();
   }
 }
+
+/**
+ * An integer shard key from its decimal text, bytes buf[start, end) as the server sends them: a
+ * number when it has at most 15 characters (always a safe integer), else a bigint — the same key
+ * routeKeyOf makes of the driver's value. Parsed in place: no string per row.
+ */
+export function intKeyOfText(buf: Uint8Array, start: number, end: number): number | bigint {
+  if (end > start && end - start <= 15) {
+    let i = start;
+    let neg = false;
+    if (buf[i] === 45) {
+      neg = true;
+      i++;
+    }
+    let n = 0;
+    let ok = i < end;
+    for (; i < end; i++) {
+      const d = buf[i]! - 48;
+      if (d < 0 || d > 9) {
+        ok = false;
+        break;
+      }
+      n = n * 10 + d;
+    }
+    if (ok) return neg ? -n : n;
+  }
+  return BigInt(Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1'));
+}

@@ -96,7 +96,7 @@ const ESCAPES = /[\\\t\n\r\0]/g;
 const escapeChar = (c: string) =>
   c === '\\' ? '\\\\' : c === '\t' ? '\\t' : c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\0';
 
-/** One row as a line of LOAD DATA's default format (without the newline). */
+/** One row as a line of LOAD DATA's default format (fields by TAB, backslash escapes, \N for NULL), without the newline. */
 export function encodeRow(row: Row, modes: readonly Mode[]): string {
   let line = '';
   for (let i = 0; i < modes.length; i++) {
@@ -126,11 +126,6 @@ export function encodeRow(row: Row, modes: readonly Mode[]): string {
     line = i === 0 ? f : `${line}\t${f}`;
   }
   return line;
-}
-
-/** LOAD DATA's default format: fields by TAB, lines by LF, backslash escapes, \N for NULL. */
-export function encodeRows(rows: readonly Row[], modes: readonly Mode[]): Buffer {
-  return Buffer.from(`${rows.map((r) => encodeRow(r, modes)).join('\n')}\n`, 'utf8');
 }
 
 /** Rows already encoded for one LOAD DATA: the bytes (in parts) and how many rows they hold. */

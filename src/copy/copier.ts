@@ -15,7 +15,7 @@
 import type { Connection } from 'mysql2/promise';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { RowOp, TargetApplier } from '../apply/applier.js';
-import { routeKeyOf, type TableMeta } from '../apply/table.js';
+import { intKeyOfText, routeKeyOf, type TableMeta } from '../apply/table.js';
 import type { Row, Value } from '../apply/values.js';
 import { classifyError } from '../db/retry.js';
 import { type RowView, streamRowViews } from '../db/rowview.js';
@@ -447,14 +447,19 @@ function rawEligible(job: TableJob, pools: Map<string, TargetPool>): boolean {
   return true;
 }
 
-/** The driver-equivalent value of column i of a row view (primary-key columns of the last row). */
-function valueOfView(view: RowView, i: number, plan: BulkPlan): Value {
-  const s = view.start[i]!;
-  if (s < 0) return null;
-  const bytes = view.buf.subarray(s, s + view.len[i]!);
+/** The driver-equivalent value of a primary-key column given as a span (start -1: NULL). */
+function keyValueOf(
+  buf: Buffer,
+  start: number,
+  len: number,
+  mode: BulkPlan['modes'][number] | undefined,
+): Value {
+  if (start < 0) return null;
   // Binary columns are Buffers, everything else text: integers as decimal text travel as exact
   // integer parameters (keyset.ts), temporal and DECIMAL values as the server printed them.
-  return plan.modes[i] === 'hex' ? Buffer.from(bytes) : bytes.toString('utf8');
+  return mode === 'hex'
+    ? Buffer.from(buf.subarray(start, start + len))
+    : buf.toString('utf8', start, start + len);
 }
 
 /**
@@ -475,39 +480,40 @@ function streamPageRaw(
   const meta = job.meta;
   const q = lockingPageQuery(job, lower, upper, limit);
   const page: StreamedPage = { read: 0, misplaced: 0, bytes: 0, lastPk: null, parts: new Map() };
-  const encoders = new Map<string, TargetPart>();
   const sk = meta.shardKey;
   const intKey = meta.keyKind === 'int';
   const binaryKey = meta.keyKind === 'binary';
-  // The last row's packet is kept (mysql2 does not reuse a packet's buffer) to decode its key.
+  // The last row's packet is kept (mysql2 does not reuse a packet's buffer) with the spans of its
+  // primary-key columns, to decode its key once the page has ended.
+  const pk = meta.pk;
   let lastBuf: Buffer | undefined;
-  const lastStart = new Int32Array(meta.columns.length);
-  const lastLen = new Int32Array(meta.columns.length);
+  const lastStart = new Int32Array(pk.length);
+  const lastLen = new Int32Array(pk.length);
   const onView = (view: RowView) => {
     page.read++;
     page.bytes += view.rowEnd - view.rowStart + 8;
     lastBuf = view.buf;
-    lastStart.set(view.start);
-    lastLen.set(view.len);
+    for (let j = 0; j < pk.length; j++) {
+      lastStart[j] = view.start[pk[j]!]!;
+      lastLen[j] = view.len[pk[j]!]!;
+    }
     const s = view.start[sk]!;
     if (s < 0) routeKeyOf(meta, null); // throws E_NULL_SHARD_KEY
-    const len = view.len[sk]!;
-    let key: RouteKey;
-    if (intKey) {
-      const text = view.buf.toString('latin1', s, s + len);
-      key = len <= 15 ? Number(text) : BigInt(text);
-    } else if (binaryKey) key = view.buf.subarray(s, s + len);
-    else key = view.buf.toString('utf8', s, s + len);
+    const end = s + view.len[sk]!;
+    const key: RouteKey = intKey
+      ? intKeyOfText(view.buf, s, end)
+      : binaryKey
+        ? view.buf.subarray(s, end)
+        : view.buf.toString('utf8', s, end);
     const seg = index.segmentOf(key);
     if (seg.from !== job.source) {
       if (seg.to !== job.source) page.misplaced++;
       return;
     }
     if (!seg.moves) return;
-    let part = encoders.get(seg.to);
+    let part = page.parts.get(seg.to);
     if (!part) {
       part = { rows: 0, encoder: new TsvEncoder(job.bulk.get(seg.to)!.modes, MAX_APPLY_BYTES) };
-      encoders.set(seg.to, part);
       page.parts.set(seg.to, part);
     }
     part.rows++;
@@ -515,16 +521,9 @@ function streamPageRaw(
   };
   return streamRowViews(src, q.sql, meta.columns.length, onView, q.params).then(() => {
     if (lastBuf) {
-      const last: RowView = {
-        buf: lastBuf,
-        start: lastStart,
-        len: lastLen,
-        rowStart: 0,
-        rowEnd: 0,
-        minimal: true,
-      };
+      const buf = lastBuf;
       const plan = job.bulk.get(job.targets[0]!)!;
-      page.lastPk = meta.pk.map((i) => valueOfView(last, i, plan));
+      page.lastPk = pk.map((col, j) => keyValueOf(buf, lastStart[j]!, lastLen[j]!, plan.modes[col]));
     }
     return page;
   });

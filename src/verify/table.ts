@@ -3,6 +3,7 @@
  * excluded, as the copier writes them), their kinds, the primary key, the shard key, and the SQL
  * fragments built from them — every identifier quoted, every value an exact literal.
  */
+import { intKeyOfText } from '../apply/table.js';
 import { q, qcols, qt } from '../db/quote.js';
 import { PreconditionError, ReshardError } from '../errors.js';
 import type { RouteKey } from '../plan/router.js';
@@ -116,27 +117,7 @@ export function routeKeyOfRaw(t: VerifyTable, v: RawValue): RouteKey {
     });
   }
   if (t.keyKind !== 'int') return v;
-  const len = v.length;
-  if (len > 0 && len <= 15) {
-    let i = 0;
-    let neg = false;
-    if (v[0] === 45) {
-      neg = true;
-      i = 1;
-    }
-    let n = 0;
-    let ok = i < len;
-    for (; i < len; i++) {
-      const d = v[i]! - 48;
-      if (d < 0 || d > 9) {
-        ok = false;
-        break;
-      }
-      n = n * 10 + d;
-    }
-    if (ok) return neg ? -n : n;
-  }
-  return BigInt(v.toString('latin1'));
+  return intKeyOfText(v, 0, v.length);
 }
 
 /** routeKeyOfRaw for a row given as spans: integers parsed in place, strings as a Buffer view. */
@@ -145,26 +126,7 @@ export function routeKeyOfView(t: VerifyTable, view: RowView): RouteKey {
   if (s < 0) return routeKeyOfRaw(t, null);
   const len = view.len[t.shardKey]!;
   const buf = view.buf;
-  if (t.keyKind === 'int' && len > 0 && len <= 15) {
-    let i = s;
-    const end = s + len;
-    let neg = false;
-    if (buf[i] === 45) {
-      neg = true;
-      i++;
-    }
-    let n = 0;
-    let ok = i < end;
-    for (; i < end; i++) {
-      const d = buf[i]! - 48;
-      if (d < 0 || d > 9) {
-        ok = false;
-        break;
-      }
-      n = n * 10 + d;
-    }
-    if (ok) return neg ? -n : n;
-  }
+  if (t.keyKind === 'int') return intKeyOfText(buf, s, s + len);
   return routeKeyOfRaw(t, buf.subarray(s, s + len));
 }
 
