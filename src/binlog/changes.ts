@@ -33,11 +33,19 @@ export class ChangeRecorder {
     private readonly windowMs = 50,
   ) {}
 
-  /** Resolves once the primary keys of `ops` are persisted (filter and, while it is kept, key list). */
-  record(ops: readonly RowOp[]): Promise<void> {
-    if (ops.length === 0) return Promise.resolve();
-    for (const o of ops)
-      this.pending.push({ table: o.table.name, pk: o.table.pk.map((i) => o.row[i] ?? null) });
+  /**
+   * Resolves once the primary keys of the operations are persisted (filter and, while it is kept,
+   * key list), each with the target it is applied to: verify looks a key up only there and on
+   * this source, so every target an operation goes to must be named here.
+   */
+  record(perTarget: ReadonlyMap<string, readonly RowOp[]>): Promise<void> {
+    let n = 0;
+    for (const [target, ops] of perTarget) {
+      for (const o of ops)
+        this.pending.push({ table: o.table.name, pk: o.table.pk.map((i) => o.row[i] ?? null), target });
+      n += ops.length;
+    }
+    if (n === 0) return Promise.resolve();
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     this.schedule();
     return p;

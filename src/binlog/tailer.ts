@@ -773,7 +773,7 @@ class Pipeline {
     const oldest = this.commitEstimate(txn.timestamp, txn.receivedAt);
     let recorded: Promise<void> | undefined;
     if (this.changes && perTarget.size > 0) {
-      recorded = this.changes.record([...perTarget.values()].flat());
+      recorded = this.changes.record(perTarget);
       // Observed by the worker that commits these operations; a stop before that must not turn
       // a failed record into an unhandled rejection.
       recorded.catch(() => undefined);

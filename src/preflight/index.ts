@@ -19,7 +19,9 @@ export {
   isIntegerType,
   isStringType,
   readTableDefinition,
+  readTableDefinitions,
   requireTableDefinition,
+  requireTableDefinitions,
   type SchemaDifference,
   type TableDefinition,
 } from './schema.js';

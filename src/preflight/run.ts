@@ -23,7 +23,7 @@ import {
   isIntegerType,
   isStringType,
   primaryKeyCandidate,
-  readTableDefinition,
+  readTableDefinitions,
   type TableDefinition,
 } from './schema.js';
 import {
@@ -223,8 +223,14 @@ function checkShardKeyType(p: Probe, spec: TableSpec, def: TableDefinition): voi
 
 async function checkTables(conn: Connection, p: Probe, info: ServerInfo): Promise<void> {
   const db = p.shard.endpoint.database;
+  const defs = await readTableDefinitions(
+    conn,
+    db,
+    p.topology.tables.map((spec) => spec.name),
+    { flavor: info.version.flavor },
+  );
   for (const spec of p.topology.tables) {
-    const def = await readTableDefinition(conn, db, spec.name, { flavor: info.version.flavor });
+    const def = defs.get(spec.name);
     const t = qt(db, spec.name);
     if (!def || def.tableType === 'VIEW' || def.tableType === 'SYSTEM VIEW' || def.tableType === 'SEQUENCE') {
       issue(p, 'tables', {

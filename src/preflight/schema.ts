@@ -251,53 +251,82 @@ export async function readTableDefinition(
   table: string,
   opts: { flavor?: 'mysql' | 'mariadb' } = {},
 ): Promise<TableDefinition | undefined> {
+  return (await readTableDefinitions(conn, database, [table], opts)).get(table);
+}
+
+/**
+ * Several tables' definitions in three information_schema queries (not three per table: a
+ * command that checks every table of every shard pays round trips per shard, not per table).
+ * Keyed by the names asked for; a missing table is absent.
+ */
+export async function readTableDefinitions(
+  conn: Connection,
+  database: string,
+  names: readonly string[],
+  opts: { flavor?: 'mysql' | 'mariadb' } = {},
+): Promise<Map<string, TableDefinition>> {
+  const out = new Map<string, TableDefinition>();
+  if (names.length === 0) return out;
   const flavor = opts.flavor ?? (await detectFlavor(conn));
   const [tables] = await conn.query(
-    'SELECT TABLE_NAME AS name, TABLE_TYPE AS tableType, ENGINE AS engine FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?',
-    [database, table],
+    'SELECT TABLE_NAME AS name, TABLE_TYPE AS tableType, ENGINE AS engine FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?)',
+    [database, names],
   );
   const trows = tables as { name: string; tableType: string; engine: string | null }[];
-  const t = trows.find((r) => r.name === table) ?? trows[0];
-  if (!t) return undefined;
+  // The exact name, else one equal but for case (lower_case_table_names on the server).
+  const found = new Map<string, (typeof trows)[number]>();
+  for (const n of names) {
+    const t = trows.find((r) => r.name === n) ?? trows.find((r) => r.name.toLowerCase() === n.toLowerCase());
+    if (t) found.set(n, t);
+  }
+  if (found.size === 0) return out;
+  const stored = [...new Set([...found.values()].map((t) => t.name))];
   const [cols] = await conn.query(
-    `SELECT COLUMN_NAME AS name, ORDINAL_POSITION AS position, COLUMN_DEFAULT AS dflt, IS_NULLABLE AS nullable,
+    `SELECT TABLE_NAME AS tableName, COLUMN_NAME AS name, ORDINAL_POSITION AS position, COLUMN_DEFAULT AS dflt, IS_NULLABLE AS nullable,
             DATA_TYPE AS dataType, COLUMN_TYPE AS columnType, CHARACTER_SET_NAME AS charset, COLLATION_NAME AS collation,
             EXTRA AS extra, GENERATION_EXPRESSION AS genExpr
-       FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION`,
-    [database, t.name],
+       FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?) ORDER BY TABLE_NAME, ORDINAL_POSITION`,
+    [database, stored],
   );
   const [stats] = await conn.query(
-    `SELECT INDEX_NAME AS indexName, NON_UNIQUE AS nonUnique, SEQ_IN_INDEX AS seq, COLUMN_NAME AS col, SUB_PART AS subPart
-       FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY INDEX_NAME, SEQ_IN_INDEX`,
-    [database, t.name],
+    `SELECT TABLE_NAME AS tableName, INDEX_NAME AS indexName, NON_UNIQUE AS nonUnique, SEQ_IN_INDEX AS seq, COLUMN_NAME AS col, SUB_PART AS subPart
+       FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?) ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX`,
+    [database, stored],
   );
-  const indexes = new Map<string, IndexDefinition>();
-  for (const s of stats as {
-    indexName: string;
-    nonUnique: string | number;
-    seq: string | number;
-    col: string | null;
-    subPart: string | number | null;
-  }[]) {
-    if (s.col === null) continue; // functional key part (MySQL 8): not a column
-    let idx = indexes.get(s.indexName);
-    if (!idx) {
-      idx = { name: s.indexName, unique: Number(s.nonUnique) === 0, columns: [] };
-      indexes.set(s.indexName, idx);
+  for (const [asked, t] of found) {
+    const indexes = new Map<string, IndexDefinition>();
+    for (const s of stats as {
+      tableName: string;
+      indexName: string;
+      nonUnique: string | number;
+      seq: string | number;
+      col: string | null;
+      subPart: string | number | null;
+    }[]) {
+      if (s.tableName !== t.name) continue;
+      if (s.col === null) continue; // functional key part (MySQL 8): not a column
+      let idx = indexes.get(s.indexName);
+      if (!idx) {
+        idx = { name: s.indexName, unique: Number(s.nonUnique) === 0, columns: [] };
+        indexes.set(s.indexName, idx);
+      }
+      idx.columns.push({ name: s.col, prefix: s.subPart === null ? null : Number(s.subPart) });
     }
-    idx.columns.push({ name: s.col, prefix: s.subPart === null ? null : Number(s.subPart) });
+    const pk = indexes.get('PRIMARY');
+    out.set(asked, {
+      database,
+      table: t.name,
+      tableType: t.tableType,
+      engine: t.engine,
+      columns: (cols as (ColumnRow & { tableName: string })[])
+        .filter((r) => r.tableName === t.name)
+        .map((r) => columnFromInformationSchema(r, flavor)),
+      primaryKey: pk ? pk.columns.map((c) => c.name) : [],
+      primaryKeyPrefixes: pk ? pk.columns.map((c) => c.prefix) : [],
+      uniqueKeys: [...indexes.values()].filter((i) => i.unique && i.name !== 'PRIMARY'),
+    });
   }
-  const pk = indexes.get('PRIMARY');
-  return {
-    database,
-    table: t.name,
-    tableType: t.tableType,
-    engine: t.engine,
-    columns: (cols as ColumnRow[]).map((r) => columnFromInformationSchema(r, flavor)),
-    primaryKey: pk ? pk.columns.map((c) => c.name) : [],
-    primaryKeyPrefixes: pk ? pk.columns.map((c) => c.prefix) : [],
-    uniqueKeys: [...indexes.values()].filter((i) => i.unique && i.name !== 'PRIMARY'),
-  };
+  return out;
 }
 
 /** readTableDefinition for callers that cannot continue without the table (copy, verify). */
@@ -308,14 +337,32 @@ export async function requireTableDefinition(
   where: string,
   opts: { flavor?: 'mysql' | 'mariadb' } = {},
 ): Promise<TableDefinition> {
-  const def = await readTableDefinition(conn, database, table, opts);
-  if (!def) {
-    throw new PreconditionError('E_TABLE_MISSING', `${where}: table ${qt(database, table)} does not exist`, {
-      where,
-      hint: 'create it with the same definition as on the other shards (SHOW CREATE TABLE there), or fix `tables` in the topology',
-    });
-  }
-  return def;
+  return (await requireTableDefinitions(conn, database, [table], where, opts))[0]!;
+}
+
+/** readTableDefinitions for callers that cannot continue without every table, in the order asked. */
+export async function requireTableDefinitions(
+  conn: Connection,
+  database: string,
+  tables: readonly string[],
+  where: string,
+  opts: { flavor?: 'mysql' | 'mariadb' } = {},
+): Promise<TableDefinition[]> {
+  const defs = await readTableDefinitions(conn, database, tables, opts);
+  return tables.map((table) => {
+    const def = defs.get(table);
+    if (!def) {
+      throw new PreconditionError(
+        'E_TABLE_MISSING',
+        `${where}: table ${qt(database, table)} does not exist`,
+        {
+          where,
+          hint: 'create it with the same definition as on the other shards (SHOW CREATE TABLE there), or fix `tables` in the topology',
+        },
+      );
+    }
+    return def;
+  });
 }
 
 function sqlString(s: string): string {

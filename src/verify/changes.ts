@@ -28,9 +28,11 @@
  * generation — so the generation's primary key serializes the key writers exactly as it
  * serializes the filter writers, a key is persisted exactly when its change id is, and the keys
  * of epochs [a, b) are the rows of generations [a, b). Keys are stored packed, one row per table
- * per write (the tailer writes every ~50 ms), not one row per key: writing, reading and pruning
- * cost a few rows per batch. A key already recorded in the current epoch through the same
- * connection is not recorded again; after CHANGED_KEYS_PER_EPOCH keys an epoch is marked
+ * and target per write (the tailer writes every ~50 ms), not one row per key: writing, reading
+ * and pruning cost a few rows per batch. The target is the shard the change was applied to, so
+ * the verifier looks each key up where it can be — its source and those targets — not on every
+ * shard. A key already recorded for a target in the current epoch through the same connection is
+ * not recorded again; after CHANGED_KEYS_PER_EPOCH keys an epoch is marked
  * overflowed and records no more (its filter still does). `loadChangedKeys` returns the keys of
  * the closed epochs since a clean run, deduplicated, when none of them overflowed, else says why
  * not: the verifier then re-checks the Bloom-flagged buckets instead.
@@ -69,6 +71,12 @@ export interface ChangedRow {
   table: string;
   /** Primary-key values in key order, exact (src/apply/values.ts rules: DECIMAL and temporal as text). */
   pk: readonly Value[];
+  /**
+   * The target shard the change is applied to (a shard-key move is two changes: the delete on
+   * the old owner, the upsert on the new). Incremental verify looks the key up on the recording
+   * source and on these targets only; without it, on every shard.
+   */
+  target?: string | undefined;
 }
 
 /** A key outside the change-id range recorded once per table with changes, so an untouched table is skipped in one test. */
@@ -277,14 +285,20 @@ export function decodePk(b: Uint8Array): RawRow {
   return out;
 }
 
-/** Keys per table, each once (by its encoding), in the order first seen. */
-function keysByTable(changes: readonly ChangedRow[]): Map<string, Map<string, Buffer>> {
-  const out = new Map<string, Map<string, Buffer>>();
+/** Keys per table and target ('' when not given), each once (by its encoding), in the order first seen. */
+function keysByTable(changes: readonly ChangedRow[]): Map<string, Map<string, Map<string, Buffer>>> {
+  const out = new Map<string, Map<string, Map<string, Buffer>>>();
   for (const c of changes) {
-    let m = out.get(c.table);
+    let byTarget = out.get(c.table);
+    if (!byTarget) {
+      byTarget = new Map();
+      out.set(c.table, byTarget);
+    }
+    const target = c.target ?? '';
+    let m = byTarget.get(target);
     if (!m) {
       m = new Map();
-      out.set(c.table, m);
+      byTarget.set(target, m);
     }
     const pk = encodePk(c.pk);
     m.set(pk.toString('latin1'), pk);
@@ -391,7 +405,7 @@ async function insertGeneration(
 
 /**
  * Per control connection and (job, shard): the keys this connection has recorded in the current
- * epoch (table \0 key), so a row changed again and again is recorded once per epoch. Only
+ * epoch (table \0 target \0 key), so a row changed again and again is recorded once per epoch. Only
  * committed keys are in it; a new epoch starts it afresh. Keyed by the connection object, so it
  * never speaks for another control database.
  */
@@ -408,7 +422,7 @@ async function addKeys(
   jobId: number,
   shard: string,
   generation: number,
-  keys: Map<string, Map<string, Buffer>>,
+  keys: Map<string, Map<string, Map<string, Buffer>>>,
   maxKeys: number,
 ): Promise<(() => void) | undefined> {
   const [rows] = await conn.query<RowDataPacket[]>(
@@ -423,17 +437,19 @@ async function addKeys(
   const known = mine?.epoch === epoch ? mine.keys : new Set<string>();
   const fresh: string[] = [];
   const values: unknown[][] = [];
-  for (const [table, m] of keys) {
-    const list: Buffer[] = [];
-    for (const [k, pk] of m) {
-      const id = `${table}\0${k}`;
-      if (known.has(id)) continue;
-      fresh.push(id);
-      list.push(pk);
+  for (const [table, byTarget] of keys) {
+    for (const [target, m] of byTarget) {
+      const list: Buffer[] = [];
+      for (const [k, pk] of m) {
+        const id = `${table}\0${target}\0${k}`;
+        if (known.has(id)) continue;
+        fresh.push(id);
+        list.push(pk);
+      }
+      packKeys(list).forEach((p, part) => {
+        values.push([jobId, shard, generation, table, target, part, p.count, p.pks]);
+      });
     }
-    packKeys(list).forEach((p, part) => {
-      values.push([jobId, shard, generation, table, part, p.count, p.pks]);
-    });
   }
   if (fresh.length === 0) return undefined;
   const count = Number(ep.key_count) + fresh.length;
@@ -447,7 +463,7 @@ async function addKeys(
   }
   for (const v of values) {
     await conn.query(
-      `INSERT INTO ${KEYS} (job_id, shard, generation, table_name, part, key_count, pks) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO ${KEYS} (job_id, shard, generation, table_name, target, part, key_count, pks) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       v,
     );
   }
@@ -567,12 +583,26 @@ export async function pruneChangesBefore(
 // ---------------------------------------------------------------------------------------------
 // Exact keys: reading
 
+/**
+ * One table's recorded keys and where each is to be looked up: on the shard that recorded it (its
+ * source) and on the targets its changes were applied to. A key recorded without a target is
+ * looked up on every shard.
+ */
+export interface RecordedKeys {
+  /** Every key, once (deduplicated across epochs, sources and targets). */
+  keys: RawRow[];
+  /** Shard name → the keys to look up there (each once; none of `everywhere`). */
+  at: Map<string, RawRow[]>;
+  /** Keys to look up on every shard. */
+  everywhere: RawRow[];
+}
+
 /** The exact keys changed between two epochs, or why they are not known. */
 export type ExactChanges =
   | {
       complete: true;
-      /** Per table, every primary key recorded (deduplicated across epochs and sources). */
-      keys: Map<string, RawRow[]>;
+      /** Per table, every primary key recorded and where. */
+      keys: Map<string, RecordedKeys>;
       count: number;
     }
   | { complete: false; reason: string };
@@ -621,23 +651,28 @@ export async function loadChangedKeys(
       reason: `${total.toLocaleString('en-US')} changed keys (more than ${maxKeys.toLocaleString('en-US')})`,
     };
   // The keys of epochs [since, until) are the rows of generations [since, until).
-  const keys = new Map<string, Map<string, RawRow>>();
+  const keys = new Map<string, KeyPlaces>();
   for (const shard of shards) {
     const sql = conn.format(
-      `SELECT table_name, pks FROM ${KEYS} WHERE job_id = ? AND shard = ? AND generation >= ? AND generation < ?`,
+      `SELECT table_name, target, pks FROM ${KEYS} WHERE job_id = ? AND shard = ? AND generation >= ? AND generation < ?`,
       [jobId, shard, since[shard], until[shard] ?? 2 ** 32],
     );
     for (const r of await fetchRows(conn, sql)) {
       const name = r[0]!.toString('utf8');
-      let m = keys.get(name);
-      if (!m) {
-        m = new Map();
-        keys.set(name, m);
+      const target = r[1]!.toString('utf8');
+      let t = keys.get(name);
+      if (!t) {
+        t = { all: new Map(), at: new Map(), everywhere: new Set() };
+        keys.set(name, t);
       }
-      const into = m;
-      unpackKeys(r[1]!, (pk) => {
+      const into = t;
+      const here = placeSet(into, shard);
+      const there = target === '' ? into.everywhere : placeSet(into, target);
+      unpackKeys(r[2]!, (pk) => {
         const k = pk.toString('latin1');
-        if (!into.has(k)) into.set(k, decodePk(pk));
+        if (!into.all.has(k)) into.all.set(k, decodePk(pk));
+        here.add(k);
+        there.add(k);
       });
     }
   }
@@ -650,10 +685,29 @@ export async function loadChangedKeys(
   if (left.length < shards.length)
     return { complete: false, reason: 'the key lists were pruned meanwhile by a concurrent clean run' };
   let count = 0;
-  const out = new Map<string, RawRow[]>();
-  for (const [table, m] of keys) {
-    out.set(table, [...m.values()]);
-    count += m.size;
+  const out = new Map<string, RecordedKeys>();
+  for (const [table, t] of keys) {
+    const rows = (ks: Iterable<string>) => [...ks].map((k) => t.all.get(k)!);
+    const at = new Map<string, RawRow[]>();
+    for (const [shard, set] of t.at) at.set(shard, rows([...set].filter((k) => !t.everywhere.has(k))));
+    out.set(table, { keys: [...t.all.values()], at, everywhere: rows(t.everywhere) });
+    count += t.all.size;
   }
   return { complete: true, keys: out, count };
+}
+
+/** A table's keys while they are read: by encoding, and the places each is to be looked up. */
+interface KeyPlaces {
+  all: Map<string, RawRow>;
+  at: Map<string, Set<string>>;
+  everywhere: Set<string>;
+}
+
+function placeSet(t: KeyPlaces, shard: string): Set<string> {
+  let s = t.at.get(shard);
+  if (!s) {
+    s = new Set();
+    t.at.set(shard, s);
+  }
+  return s;
 }

@@ -47,6 +47,8 @@ export interface TableReport {
   sqlBucketFilter: boolean;
   /** Incremental by exact keys: the primary keys looked up (instead of scanning flagged buckets). */
   keys?: number;
+  /** Incremental by exact keys: key lookups made, summed over the shards each key was looked up on. */
+  lookups?: number;
 }
 
 export interface VerifyReport {

@@ -37,10 +37,23 @@ export interface TablePlan {
   filter: BucketFilter;
   estimatedRows: number;
   /**
-   * Incremental by exact keys: the primary keys to re-check, looked up on every shard instead of
-   * scanning. The filter then selects nothing (bits only place rows in buckets).
+   * Incremental by exact keys: the primary keys to re-check, looked up instead of scanning. The
+   * filter then selects nothing (bits only place rows in buckets).
    */
   keys?: RawRow[] | undefined;
+  /**
+   * Where each of `keys` is looked up (changes.ts RecordedKeys): `at` per shard name, plus
+   * `everywhere` on every shard. Absent: every key on every shard.
+   */
+  keysAt?: { at: ReadonlyMap<string, readonly RawRow[]>; everywhere: readonly RawRow[] } | undefined;
+}
+
+/** The keys of an exact-keys plan to look up on shard `name`: its own and the everywhere ones. */
+export function keysToLookUp(plan: TablePlan, name: string): readonly RawRow[] {
+  if (!plan.keysAt) return plan.keys ?? [];
+  const here = plan.keysAt.at.get(name) ?? [];
+  const all = plan.keysAt.everywhere;
+  return here.length === 0 ? all : all.length === 0 ? here : [...all, ...here];
 }
 
 export interface ScanPart {
@@ -136,19 +149,34 @@ function settle(part: ScanPart): void {
 }
 
 /** Per exact-keys plan: its lookup conditions, one per batch, and its keys as map keys (built once for all shards). */
-const lookups = new WeakMap<TablePlan, { conds: string[]; wanted: Set<string> }>();
+const lookups = new WeakMap<TablePlan, { conds: string[]; wanted: Set<string> | undefined }>();
 
-function lookupsOf(plan: TablePlan): { conds: string[]; wanted: Set<string> } {
-  let l = lookups.get(plan);
+function lookupsOf(
+  plan: TablePlan,
+  keys: readonly RawRow[],
+): { conds: string[]; wanted: Set<string> | undefined } {
+  // Without keysAt every shard looks up the same keys: built once.
+  let l = plan.keysAt ? undefined : lookups.get(plan);
   if (!l) {
-    const keys = plan.keys ?? [];
     const conds: string[] = [];
     for (let i = 0; i < keys.length; i += KEY_BATCH)
       conds.push(pkIn(plan.table, keys.slice(i, i + KEY_BATCH)));
-    l = { conds, wanted: new Set(keys.map((k) => pkTupleKey(k))) };
-    lookups.set(plan, l);
+    l = { conds, wanted: byteExactKey(plan.table) ? undefined : new Set(keys.map((k) => pkTupleKey(k))) };
+    if (!plan.keysAt) lookups.set(plan, l);
   }
   return l;
+}
+
+/**
+ * A key whose columns compare byte for byte (integers, binary strings, BIT): `pk IN (…)` returns
+ * a row only under the very bytes of one key, so no row comes back twice or under other bytes.
+ * Strings and temporal values compare by collation or value ('a' = 'A ', '1.0' = '1.00').
+ */
+function byteExactKey(t: VerifyTable): boolean {
+  return t.pk.every((i) => {
+    const k = t.columns[i]!.kind;
+    return k === 'int' || k === 'binary' || k === 'bit';
+  });
 }
 
 /**
@@ -167,22 +195,23 @@ export async function lookupPart(
   const t = plan.table;
   const part = emptyPart();
   const classify = classifier(x, plan, routing, part, maxMisplaced);
-  const { conds, wanted } = lookupsOf(plan);
+  const { conds, wanted } = lookupsOf(plan, keysToLookUp(plan, x.name));
   const head = `SELECT ${t.sql.columns} FROM ${tableRef(x.database, t)} WHERE `;
   // Each row once, though two keys equal under the collation (not byte for byte) would return it
   // in two batches.
   const seen = new Set<string>();
-  for (const cond of conds) {
-    signal?.throwIfAborted();
-    tick(
-      await streamRowViews(conn, head + cond, t.columns.length, (view) => {
+  const onRow = wanted
+    ? (view: RowView) => {
         const k = pkKeyOfView(t, view);
         if (seen.has(k)) return;
         seen.add(k);
         if (!wanted.has(k)) part.inexact++;
         classify(view);
-      }),
-    );
+      }
+    : classify;
+  for (const cond of conds) {
+    signal?.throwIfAborted();
+    tick(await streamRowViews(conn, head + cond, t.columns.length, onRow));
   }
   settle(part);
   return part;

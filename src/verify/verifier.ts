@@ -33,7 +33,7 @@ import { connectShard } from '../db/connect.js';
 import { MismatchError, PreconditionError, UsageError } from '../errors.js';
 import { type JobContext, openJob } from '../job/context.js';
 import type { Segment } from '../plan/types.js';
-import { requireTableDefinition } from '../preflight/schema.js';
+import { requireTableDefinitions } from '../preflight/schema.js';
 import {
   BucketSums,
   bucketId,
@@ -46,7 +46,14 @@ import {
   splitBucketId,
   subOf,
 } from './bucket.js';
-import { type ChangeSet, loadChangedKeys, loadChangeSet, openEpoch, pruneChangesBefore } from './changes.js';
+import {
+  type ChangeSet,
+  loadChangedKeys,
+  loadChangeSet,
+  openEpoch,
+  pruneChangesBefore,
+  type RecordedKeys,
+} from './changes.js';
 import { type BucketFilter, drillDown, lookupRows, maskOf, pkTupleKey, type RowDiff } from './diff.js';
 import { renderFixSql } from './fixsql.js';
 import { tailerRunning, waitForTailer } from './live.js';
@@ -54,7 +61,7 @@ import type { BucketRef, RowReport, TableReport, VerifyReport } from './report.j
 import { buildRouting, ROLE_MISPLACED, type Routing, roleOf, type ShardRole } from './routing.js';
 import type { RawRow } from './rowhash.js';
 import { fetchRows } from './scan.js';
-import { lookupPart, type ScanPart, type TablePlan } from './scan-part.js';
+import { keysToLookUp, lookupPart, type ScanPart, type TablePlan } from './scan-part.js';
 import { defaultWorkers, runScans, type ScanTask } from './scan-pool.js';
 import {
   type BucketRow,
@@ -251,7 +258,8 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
     // filter.sql is settled below, for the plans that scan.
     for (const { table, estimatedRows } of tables) {
       const fullBits = chooseBits(estimatedRows, moving.length, segments.length);
-      const keys = changed?.keys.get(table.name);
+      const recorded = changed?.keys.get(table.name);
+      const keys = recorded?.keys;
       const ids = changed?.ids.get(table.name);
       if (!changed) {
         plans.push({ table, mode: 'full', filter: { bits: fullBits, sql: false }, estimatedRows });
@@ -270,6 +278,7 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
             filter: { bits, sql: false },
             estimatedRows: keys.length,
             keys,
+            keysAt: recorded,
           });
         }
       } else if (!ids || ids.length === 0) {
@@ -325,8 +334,9 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
       tick,
       signal: opts.signal,
     });
-    // Exact keys: every shard looks up every key plan's keys, one connection per shard, shards at
-    // once (each mostly waits for its server), tables in turn.
+    // Exact keys: each shard looks up the keys that can be there (keysToLookUp: recorded by it as
+    // a source or applied to it as a target), one connection per shard, shards at once (each
+    // mostly waits for its server), tables in turn.
     const keyed = active.filter((p) => p.keys);
     const limit = pLimit(Math.max(concurrency, Math.min(routing.scanned.length, 16)));
     const looked = (
@@ -421,7 +431,12 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
         differences: c,
         sourceStrays: acc?.strays ?? 0,
         sqlBucketFilter: p.filter.sql,
-        ...(p.keys ? { keys: p.keys.length } : {}),
+        ...(p.keys
+          ? {
+              keys: p.keys.length,
+              lookups: routing.scanned.reduce((n, x) => n + keysToLookUp(p, x.name).length, 0),
+            }
+          : {}),
       };
     });
     const sum = (k: 'missing' | 'extra' | 'different' | 'misplaced') =>
@@ -582,11 +597,13 @@ async function loadTables(
   const perShard = await Promise.all(
     routing.scanned.map(async (role) => {
       const conn = await conns.get(role);
-      const tables: VerifyTable[] = [];
-      for (const spec of ctx.from.tables) {
-        const def = await requireTableDefinition(conn, role.database, spec.name, `shard ${role.name}`);
-        tables.push(verifyTableFrom(def, spec));
-      }
+      const defs = await requireTableDefinitions(
+        conn,
+        role.database,
+        ctx.from.tables.map((spec) => spec.name),
+        `shard ${role.name}`,
+      );
+      const tables: VerifyTable[] = ctx.from.tables.map((spec, i) => verifyTableFrom(defs[i]!, spec));
       const rows = new Map<string, number>();
       if (role.fromIdx >= 0) {
         const [r] = await conn.query<RowDataPacket[]>(
@@ -660,14 +677,30 @@ async function pkHashAgrees(conn: Connection, ref: string, t: VerifyTable): Prom
 
 /** What an incremental run re-checks, per table: exact keys, or else change ids. */
 interface Changed {
-  /** Tables re-checked by exact primary keys (an empty list: nothing changed). */
-  keys: Map<string, RawRow[]>;
+  /** Tables re-checked by exact primary keys, and where (no keys: nothing changed). */
+  keys: Map<string, RecordedKeys>;
   /** The other tables: the change ids (2^CHANGE_BITS per table) to re-check. */
   ids: Map<string, number[]>;
 }
 
 /** Above this many keys and a quarter of its rows, a table is verified in full instead. */
 const FULL_AFTER_KEYS = 4096;
+/** `r` with `more` keys added to be looked up on every shard (each key once overall). */
+function withEverywhere(r: RecordedKeys, more: readonly RawRow[]): RecordedKeys {
+  const everywhere = new Map([...r.everywhere, ...more].map((k) => [pkTupleKey(k), k]));
+  const at = new Map<string, RawRow[]>();
+  for (const [shard, keys] of r.at)
+    at.set(
+      shard,
+      keys.filter((k) => !everywhere.has(pkTupleKey(k))),
+    );
+  return {
+    keys: [...new Map([...r.keys, ...more].map((k) => [pkTupleKey(k), k])).values()],
+    at,
+    everywhere: [...everywhere.values()],
+  };
+}
+
 /** A run keeps its differences' keys for the next incremental run up to this many. */
 const DIFF_KEYS_KEPT = 10_000;
 
@@ -705,12 +738,10 @@ async function changedSince(
     // up under a value no row has: such tables stay with the buckets.
     const floatKey = table.pk.some((i) => table.columns[i]!.kind === 'float');
     if (exact.complete && !later.uncovered.has(table.name) && !floatKey) {
-      const recorded = exact.keys.get(table.name) ?? [];
+      const recorded = exact.keys.get(table.name) ?? { keys: [], at: new Map(), everywhere: [] };
       const found = later.keys.get(table.name);
-      out.keys.set(
-        table.name,
-        found ? [...new Map([...recorded, ...found].map((k) => [pkTupleKey(k), k])).values()] : recorded,
-      );
+      // An earlier run's differences are looked up on every shard: where they sit is the question.
+      out.keys.set(table.name, found ? withEverywhere(recorded, found) : recorded);
     } else {
       byBucket.push(table.name);
       if (exact.complete)

@@ -33,7 +33,7 @@ describe('ChangeRecorder', () => {
       const done: Promise<void>[] = [];
       const t0 = Date.now();
       for (let id = 1; id <= calls; id++) {
-        done.push(recorder.record([op(id)]));
+        done.push(recorder.record(new Map([['t0', [op(id)]]])));
         await new Promise((r) => setTimeout(r, 1));
       }
       const issuedMs = Date.now() - t0;

@@ -183,6 +183,19 @@ async function rootConn2(p: number): Promise<Connection> {
  * A quiescent copy for tests that do not exercise the copier: every moving row of every source
  * written to its new owner with INSERT … SELECT-like fidelity (same driver values both ways).
  */
+/**
+ * The usual start of a tailer test: start positions recorded, the rows copied by hand, the job
+ * opened and a tailer running on it. The caller stops the tailer and closes the job.
+ */
+export async function copiedAndTailing(e: Estate) {
+  await recordStarts(e);
+  await naiveCopy(e);
+  const ctx = await e.job();
+  const { startTail } = await import('../../../src/binlog/tailer.js');
+  const tail = await startTail({ ctx, metaDb: e.metaDb });
+  return { ctx, tail };
+}
+
 export async function naiveCopy(e: Estate): Promise<void> {
   const { createRouter } = await import('../../../src/plan/router.js');
   const { loadTableMeta, routeKeyOf } = await import('../../../src/apply/table.js');
