@@ -5,12 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCleanup } from '../../../src/copy/cleanup.js';
-import { runCopy } from '../../../src/copy/run.js';
 import type { ReshardError } from '../../../src/errors.js';
 import { transitionJob } from '../../../src/state/control.js';
 import { compareEstate } from '../../support/compare.js';
 import { rootConn, uniqueDb } from '../../support/db.js';
-import { type Estate, makeEstate } from './helpers.js';
+import { copyAll, type Estate, makeEstate } from './helpers.js';
 
 describe('in-place expansion 2 → 3 and cleanup', () => {
   let e: Estate;
@@ -35,12 +34,7 @@ describe('in-place expansion 2 → 3 and cleanup', () => {
   afterAll(async () => e?.drop());
 
   it('copies only moving rows, then cleanup removes them from their old shards', async () => {
-    const s = await runCopy({
-      planPath: e.planPath,
-      control: e.controlDsn,
-      metaDb: e.metaDb,
-      progress: 'none',
-    });
+    const s = await copyAll(e);
     expect(s.complete).toBe(true);
     const before = await compareEstate({ from: e.from, to: e.to, leftovers: 'report' });
     expect(before.counts, JSON.stringify(before.differences.slice(0, 5))).toMatchObject({

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCopy } from '../../../src/copy/run.js';
 import { compareEstate } from '../../support/compare.js';
 import { rootConn } from '../../support/db.js';
-import { chunkRows, type Estate, jobState, makeEstate, ROOT } from './helpers.js';
+import { chunkRows, copyAll, type Estate, jobState, makeEstate, ROOT } from './helpers.js';
 
 const ROWS = Number(process.env.RESHARD_COPY_TEST_ROWS ?? 50_000);
 
@@ -120,12 +120,7 @@ describe('reshard copy without the bulk path (every row through the applier)', (
     } finally {
       await c.end();
     }
-    const s = await runCopy({
-      planPath: e.planPath,
-      control: e.controlDsn,
-      metaDb: e.metaDb,
-      progress: 'none',
-    });
+    const s = await copyAll(e);
     expect(s.complete).toBe(true);
     expect(s.rows).toBeGreaterThan(0);
     expect(s.bulkRows).toBe(0);

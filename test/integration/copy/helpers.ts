@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RowDataPacket } from 'mysql2/promise';
+import { expect } from 'vitest';
 import { writePlanFile } from '../../../src/plan/planfile.js';
 import { plan } from '../../../src/plan/planner.js';
 import { seed } from '../../../src/sandbox/seed.js';
@@ -15,6 +16,7 @@ import { ensureControlSchema } from '../../../src/state/migrate.js';
 import { loadTopology } from '../../../src/topology/load.js';
 import type { Topology } from '../../../src/topology/types.js';
 import { type CliResult, ROOT, startReshard } from '../../support/cli.js';
+import { compareEstate } from '../../support/compare.js';
 import { port, rootConn, type SandboxName, uniqueDb } from '../../support/db.js';
 import { SHOP_SCHEMA, SHOP_TABLES } from '../../support/shop.js';
 
@@ -185,6 +187,22 @@ export function spawnReshard(args: string[], env: Record<string, string> = {}) {
 
 export async function reshard(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return spawnReshard(args, env).done;
+}
+
+/** Run the estate's whole copy in this process (no progress output). */
+export async function copyAll(e: Estate) {
+  const { runCopy } = await import('../../../src/copy/run.js');
+  return runCopy({ planPath: e.planPath, control: e.controlDsn, metaDb: e.metaDb, progress: 'none' });
+}
+
+/** Copy the estate's job to the end in this process and check every row landed byte for byte. */
+export async function copyAllAndCompare(e: Estate): Promise<void> {
+  const s = await copyAll(e);
+  expect(s.complete).toBe(true);
+  expect(s.bulkRows).toBeGreaterThan(0);
+  const diff = await compareEstate({ from: e.from, to: e.to });
+  expect(diff.differences).toEqual([]);
+  expect(diff.rows.target).toBe(diff.rows.source);
 }
 
 /** Rows of the control schema's chunk table for the estate's (only) job. */
