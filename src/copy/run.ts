@@ -495,7 +495,7 @@ async function runJob(
 
   // 8. The slots.
   const sizer = new ChunkSizer({ targetMs: opts.chunkTimeMs ?? DEFAULTS.chunkTimeMs });
-  for (const t of tableJobs) sizer.seed(`${t.source}.${t.table}`, t.avgRowBytes);
+  for (const t of tableJobs) sizer.seed(`${t.source}.${t.table}`, t.avgRowBytes, t.source);
   const stats = new Map<string, { rows: number; chunks: number; misplaced: number }>();
   for (const t of tableJobs) stats.set(`${t.source}\u0000${t.table}`, { rows: 0, chunks: 0, misplaced: 0 });
   const fullyChunked = new Set<string>();
@@ -594,9 +594,12 @@ async function runJob(
     const copyNew = async (tj: TableJob): Promise<Chunk | boolean> => {
       const sk = `${tj.source}.${tj.table}`;
       const size = sizer.next(sk, rateCap());
-      const t0 = Date.now();
+      // The chunk's time starts when this slot may extend the table: the wait for another slot's
+      // first page is not this chunk's work (counted, it would shrink every next size).
+      let t0 = Date.now();
       // This process's slots extend a table one at a time (other workers may race: insertChunk).
       const created = await extendLock.run(sk, async () => {
+        t0 = Date.now();
         try {
           const b = await ctl.run('planning a chunk', (c) => store.nextBounds(c, tj.source, tj.table));
           if (!b) return false as const;

@@ -29,12 +29,20 @@ describe('two workers on one job', () => {
     ]);
     expect(a.complete && b.complete).toBe(true);
     const chunks = await chunkRows(e);
-    expect(chunks.length).toBeGreaterThan(20);
-    expect(chunks.filter((c) => c.state !== 'done')).toEqual([]);
-    expect(chunks.filter((c) => Number(c.attempts) !== 1)).toEqual([]);
+    // On failure, every chunk's row says who copied it, how often and how it ended.
+    const all = JSON.stringify(chunks);
+    expect(chunks.length, all).toBeGreaterThan(20);
+    expect(
+      chunks.filter((c) => c.state !== 'done'),
+      all,
+    ).toEqual([]);
+    expect(
+      chunks.filter((c) => Number(c.attempts) !== 1),
+      all,
+    ).toEqual([]);
     const by = new Map<string, number>();
     for (const c of chunks) by.set(c.worker_id ?? '', (by.get(c.worker_id ?? '') ?? 0) + 1);
-    expect([...by.keys()].sort()).toEqual(['worker-a', 'worker-b']);
+    expect([...by.keys()].sort(), all).toEqual(['worker-a', 'worker-b']);
     // The rows each worker reports add up to the job's, with nothing counted twice.
     const total = chunks.reduce((s, c) => s + Number(c.rows_copied), 0);
     expect(a.rows + b.rows).toBe(total);

@@ -228,4 +228,31 @@ describe('ChunkSizer', () => {
     s.feedback('narrow', 1000, 10, 10 << 20); // fast, but 10 KiB a row on average
     expect(s.next('narrow')).toBe(100);
   });
+
+  it("starts a source's next table from that source's measured rate, not from the initial size", () => {
+    const s = new ChunkSizer({ targetMs: 500, initial: 1000, max: 50_000 });
+    s.seed('s0.big', 100, 's0');
+    s.seed('s0.small', 100, 's0');
+    s.seed('s0.wide', 400, 's0');
+    s.seed('s1.other', 100, 's1');
+    // No chunk of the source yet: the initial size.
+    expect(s.next('s0.small')).toBe(1000);
+    // s0 ramps up on its first table: 1000 → 2000 → 4000 → 8000 rows, each chunk in 100 ms.
+    for (const rows of [1000, 2000, 4000]) {
+      expect(s.next('s0.big')).toBe(rows);
+      s.feedback('s0.big', rows, 100, rows * 100);
+    }
+    s.feedback('s0.big', 8000, 100, 8000 * 100);
+    // 8000 rows of 100 B in 100 ms: 40 000 rows in 500 ms; 4× wider rows: 10 000.
+    expect(s.next('s0.small')).toBe(8000); // never beyond the largest chunk the source took
+    expect(s.next('s0.wide')).toBe(8000);
+    s.feedback('s0.big', 16_000, 100, 16_000 * 100);
+    // s0.small and s0.wide were sized above (their first call); a new table of s0 now gets more.
+    s.seed('s0.later', 400, 's0');
+    expect(s.next('s0.later')).toBe(16_000);
+    s.seed('s0.wider', 1600, 's0');
+    expect(s.next('s0.wider')).toBe(5000); // 16 000 × 100 B per 100 ms × 500 ms / 1600 B
+    // Another source keeps its own ramp.
+    expect(s.next('s1.other')).toBe(1000);
+  });
 });
