@@ -147,6 +147,16 @@ export interface TsvBatch {
 const PART_BYTES = 1 << 20;
 const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 /**
+ * Per byte: 0 when LOAD DATA takes it as it is, else the letter its escape ends with (\\ \t \n
+ * \r \0). The five are ASCII, so a byte of a multi-byte UTF-8 sequence (≥ 0x80) is never one.
+ */
+const ESCAPE_AS = new Uint8Array(256);
+ESCAPE_AS[0x5c] = 0x5c;
+ESCAPE_AS[0x09] = 0x74;
+ESCAPE_AS[0x0a] = 0x6e;
+ESCAPE_AS[0x0d] = 0x72;
+ESCAPE_AS[0x00] = 0x30;
+/**
  * Spare parts, reused once their load finished: a copy streams its whole volume through these
  * buffers, and allocating it anew would make V8 count it as external memory and run a full
  * garbage collection every 64 MB or so.
@@ -214,17 +224,21 @@ export class TsvEncoder {
           if (end - s > 64) o += buf.copy(out, o, s, end);
           else for (let p = s; p < end; p++) out[o++] = buf[p]!;
           break;
-        case 'text':
-          for (let p = s; p < end; p++) {
-            const b = buf[p]!;
-            if (b > 0x5c || (b !== 0x5c && b !== 0x09 && b !== 0x0a && b !== 0x0d && b !== 0x00)) {
-              out[o++] = b;
-              continue;
-            }
+        case 'text': {
+          // Runs without an escaped byte (nearly all text) are copied whole: natively when long.
+          let p = s;
+          while (p < end) {
+            let q = p;
+            while (q < end && ESCAPE_AS[buf[q]!] === 0) q++;
+            if (q - p > 32) o += buf.copy(out, o, p, q);
+            else while (p < q) out[o++] = buf[p++]!;
+            if (q === end) break;
             out[o++] = 0x5c;
-            out[o++] = b === 0x5c ? 0x5c : b === 0x09 ? 0x74 : b === 0x0a ? 0x6e : b === 0x0d ? 0x72 : 0x30;
+            out[o++] = ESCAPE_AS[buf[q]!]!;
+            p = q + 1;
           }
           break;
+        }
         case 'hex':
           for (let p = s; p < end; p++) {
             const b = buf[p]!;

@@ -23,6 +23,8 @@ const TRICKY_TEXT = [
   '\t\n\r\0\\',
   'trailing space ',
   'emoji 😀 and é',
+  // Runs longer than 32 bytes between escapes (copied natively, not byte by byte).
+  'a long run of plain text before a tab\there, a longer run of text before a backslash\\ and one before a newline\n',
 ];
 
 /** Run a statement on the source that owns a shard key (hash-mod crc32 over s0, s1). */
