@@ -269,14 +269,18 @@ export async function readTableDefinitions(
   if (names.length === 0) return out;
   const flavor = opts.flavor ?? (await detectFlavor(conn));
   const [tables] = await conn.query(
-    'SELECT TABLE_NAME AS name, TABLE_TYPE AS tableType, ENGINE AS engine FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?)',
+    'SELECT TABLE_NAME AS name, TABLE_TYPE AS tableType, ENGINE AS engine, @@lower_case_table_names AS lctn FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?)',
     [database, names],
   );
-  const trows = tables as { name: string; tableType: string; engine: string | null }[];
-  // The exact name, else one equal but for case (lower_case_table_names on the server).
+  const trows = tables as { name: string; tableType: string; engine: string | null; lctn: number | string }[];
+  // IN compares names by information_schema's case-insensitive collation (`=` looks the table up
+  // as the server would): the exact name, else — only where the server itself ignores case
+  // (lower_case_table_names 1 or 2) — one equal but for case.
   const found = new Map<string, (typeof trows)[number]>();
   for (const n of names) {
-    const t = trows.find((r) => r.name === n) ?? trows.find((r) => r.name.toLowerCase() === n.toLowerCase());
+    const t =
+      trows.find((r) => r.name === n) ??
+      trows.find((r) => Number(r.lctn) !== 0 && r.name.toLowerCase() === n.toLowerCase());
     if (t) found.set(n, t);
   }
   if (found.size === 0) return out;

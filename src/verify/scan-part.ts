@@ -161,22 +161,10 @@ function lookupsOf(
     const conds: string[] = [];
     for (let i = 0; i < keys.length; i += KEY_BATCH)
       conds.push(pkIn(plan.table, keys.slice(i, i + KEY_BATCH)));
-    l = { conds, wanted: byteExactKey(plan.table) ? undefined : new Set(keys.map((k) => pkTupleKey(k))) };
+    l = { conds, wanted: plan.table.exactPk ? undefined : new Set(keys.map((k) => pkTupleKey(k))) };
     if (!plan.keysAt) lookups.set(plan, l);
   }
   return l;
-}
-
-/**
- * A key whose columns compare byte for byte (integers, binary strings, BIT): `pk IN (…)` returns
- * a row only under the very bytes of one key, so no row comes back twice or under other bytes.
- * Strings and temporal values compare by collation or value ('a' = 'A ', '1.0' = '1.00').
- */
-function byteExactKey(t: VerifyTable): boolean {
-  return t.pk.every((i) => {
-    const k = t.columns[i]!.kind;
-    return k === 'int' || k === 'binary' || k === 'bit';
-  });
 }
 
 /**

@@ -28,6 +28,13 @@ export interface VerifyTable {
   pk: number[];
   shardKey: number;
   keyKind: 'int' | 'string' | 'binary';
+  /**
+   * Every primary-key column is an integer without ZEROFILL: a SELECT returns exactly the
+   * decimal text the key was recorded as, so `pk IN (…)` returns each row once and under the
+   * very bytes of one key (YEAR and ZEROFILL columns print with leading zeros; strings and
+   * temporal values compare by collation or value).
+   */
+  exactPk: boolean;
   /** Canonical column definitions: every shard must show the same. */
   shape: string[];
   sql: {
@@ -70,6 +77,7 @@ export function verifyTableFrom(def: TableDefinition, spec: TableSpec): VerifyTa
     );
   }
   const keyCol = cols[shardKey]!;
+  const exactPk = pk.every((i) => isIntegerType(cols[i]!) && !/\bzerofill\b/i.test(cols[i]!.type));
   const keyKind = isIntegerType(keyCol) ? 'int' : isBinaryType(keyCol) ? 'binary' : 'string';
   const pkExprs = pk.map((i) => {
     const c = columns[i]!;
@@ -84,6 +92,7 @@ export function verifyTableFrom(def: TableDefinition, spec: TableSpec): VerifyTa
     pk,
     shardKey,
     keyKind,
+    exactPk,
     shape: cols.map((c) => `${c.name} ${columnSql(c)}`).concat(`PRIMARY KEY (${def.primaryKey.join(', ')})`),
     sql: {
       columns: qcols(names),

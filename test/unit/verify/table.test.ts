@@ -62,6 +62,75 @@ describe('verify table', () => {
     { name: 'order items', shardKey: 'user_id' },
   );
 
+  it('takes a primary key as byte-exact only when every column is an integer without ZEROFILL', () => {
+    const spec = { name: 't', shardKey: 'k' };
+    const withType = (d: TableDefinition, name: string, type: string): TableDefinition => ({
+      ...d,
+      columns: d.columns.map((c) => (c.name === name ? { ...c, type } : c)),
+    });
+    const exact = (cols: [string, string][], pk: string[]) => verifyTableFrom(def(cols, pk), spec).exactPk;
+    expect(
+      exact(
+        [
+          ['k', 'bigint'],
+          ['id', 'bigint'],
+        ],
+        ['id'],
+      ),
+    ).toBe(true);
+    expect(
+      exact(
+        [
+          ['k', 'bigint'],
+          ['a', 'int'],
+          ['b', 'smallint'],
+        ],
+        ['a', 'b'],
+      ),
+    ).toBe(true);
+    // YEAR prints 0000, ZEROFILL 00005: not the recorded text of the number.
+    expect(
+      exact(
+        [
+          ['k', 'bigint'],
+          ['y', 'year'],
+        ],
+        ['y'],
+      ),
+    ).toBe(false);
+    const zf = withType(
+      def(
+        [
+          ['k', 'bigint'],
+          ['id', 'int'],
+        ],
+        ['id'],
+      ),
+      'id',
+      'int unsigned zerofill',
+    );
+    expect(verifyTableFrom(zf, spec).exactPk).toBe(false);
+    expect(
+      exact(
+        [
+          ['k', 'bigint'],
+          ['id', 'bigint'],
+          ['s', 'varchar'],
+        ],
+        ['id', 's'],
+      ),
+    ).toBe(false);
+    expect(
+      exact(
+        [
+          ['k', 'bigint'],
+          ['b', 'varbinary'],
+        ],
+        ['b'],
+      ),
+    ).toBe(false);
+  });
+
   it('builds quoted SQL and the pkHash expression the server computes', () => {
     expect(t.sql.columns).toBe('`order_id`, `line``no`, `user_id`, `payload`');
     expect(t.sql.orderBy).toBe('`order_id`, `line``no`');
