@@ -114,6 +114,16 @@ export function comparisons(rows: Row[]): Comparison[] {
     },
     (v) => v <= 0.1,
   );
+  // Context, no target: the same ratio of the times verify reports for itself, without process
+  // start-up — what cutover pays under the freeze, where verify runs in-process.
+  add({
+    area: 'verify',
+    label: 'verify: incremental / full, own timing',
+    value:
+      find(rows, 'verify', 'reshard', 'incremental_own_seconds') /
+      find(rows, 'verify', 'reshard', 'own_seconds'),
+    kind: 'share',
+  });
   add(
     {
       area: 'plan',
