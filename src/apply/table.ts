@@ -126,3 +126,17 @@ export function intKeyOfText(buf: Uint8Array, start: number, end: number): numbe
   }
   return BigInt(Buffer.from(buf.buffer, buf.byteOffset + start, end - start).toString('latin1'));
 }
+
+/**
+ * The routing key of a shard key given as its text-protocol bytes buf[start, end): integers
+ * parsed in place (intKeyOfText), strings and binary strings as a view of their bytes — the router
+ * hashes, compares and looks up string keys by their UTF-8 bytes, which is what the server sent.
+ */
+export function routeKeyOfText(
+  keyKind: TableMeta['keyKind'],
+  buf: Buffer,
+  start: number,
+  end: number,
+): RouteKey {
+  return keyKind === 'int' ? intKeyOfText(buf, start, end) : buf.subarray(start, end);
+}

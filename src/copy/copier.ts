@@ -15,14 +15,13 @@
 import type { Connection } from 'mysql2/promise';
 import pLimit, { type LimitFunction } from 'p-limit';
 import type { RowOp, TargetApplier } from '../apply/applier.js';
-import { intKeyOfText, routeKeyOf, type TableMeta } from '../apply/table.js';
+import { routeKeyOf, routeKeyOfText, type TableMeta } from '../apply/table.js';
 import type { Row, Value } from '../apply/values.js';
 import { classifyError } from '../db/retry.js';
 import { type RowView, streamRowViews } from '../db/rowview.js';
 import { streamQuery } from '../db/stream.js';
 import { log } from '../output.js';
 import type { PlanIndex } from '../plan/plan-index.js';
-import type { RouteKey } from '../plan/router.js';
 import {
   type BulkPlan,
   isLocalInfileRefused,
@@ -481,8 +480,6 @@ function streamPageRaw(
   const q = lockingPageQuery(job, lower, upper, limit);
   const page: StreamedPage = { read: 0, misplaced: 0, bytes: 0, lastPk: null, parts: new Map() };
   const sk = meta.shardKey;
-  const intKey = meta.keyKind === 'int';
-  const binaryKey = meta.keyKind === 'binary';
   // The last row's packet is kept (mysql2 does not reuse a packet's buffer) with the spans of its
   // primary-key columns, to decode its key once the page has ended.
   const pk = meta.pk;
@@ -499,13 +496,7 @@ function streamPageRaw(
     }
     const s = view.start[sk]!;
     if (s < 0) routeKeyOf(meta, null); // throws E_NULL_SHARD_KEY
-    const end = s + view.len[sk]!;
-    const key: RouteKey = intKey
-      ? intKeyOfText(view.buf, s, end)
-      : binaryKey
-        ? view.buf.subarray(s, end)
-        : view.buf.toString('utf8', s, end);
-    const seg = index.segmentOf(key);
+    const seg = index.segmentOf(routeKeyOfText(meta.keyKind, view.buf, s, s + view.len[sk]!));
     if (seg.from !== job.source) {
       if (seg.to !== job.source) page.misplaced++;
       return;

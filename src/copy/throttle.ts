@@ -297,9 +297,10 @@ export function createThrottler(opts: ThrottleOptions): Throttler {
  */
 export class ChunkSizer {
   private readonly sizes = new Map<string, number>();
-  /** Seeded keys that have not had a chunk yet: their group and average row bytes. */
-  private readonly fresh = new Map<string, { group: string; avgRowBytes: number; budget: number }>();
-  private readonly groupOf = new Map<string, { group: string; avgRowBytes: number }>();
+  /** Keys seeded with a group: the group, average row bytes and row budget. */
+  private readonly members = new Map<string, { group: string; avgRowBytes: number; budget: number }>();
+  /** Members that have not been sized from their group yet (nor had a chunk). */
+  private readonly fresh = new Set<string>();
   /** Per group: the last chunk's rate (rows × avg row bytes per ms) and the largest size used. */
   private readonly groups = new Map<string, { rate: number; largest: number }>();
   constructor(
@@ -327,12 +328,12 @@ export class ChunkSizer {
     const byBytes = avgRowBytes > 0 ? Math.floor((this.opts.maxBytes ?? 16 << 20) / avgRowBytes) : initial;
     this.sizes.set(key, this.clamp(Math.min(initial, byBytes)));
     if (group !== undefined && avgRowBytes > 0) {
-      this.fresh.set(key, { group, avgRowBytes, budget: byBytes });
-      this.groupOf.set(key, { group, avgRowBytes });
+      this.members.set(key, { group, avgRowBytes, budget: byBytes });
+      this.fresh.add(key);
     }
   }
   next(key: string, cap = Number.POSITIVE_INFINITY): number {
-    const f = this.fresh.get(key);
+    const f = this.fresh.has(key) ? this.members.get(key) : undefined;
     const g = f && this.groups.get(f.group);
     if (f && g) {
       this.fresh.delete(key);
@@ -347,7 +348,7 @@ export class ChunkSizer {
     const cur = this.next(key);
     if (rows <= 0) return;
     this.fresh.delete(key);
-    const member = this.groupOf.get(key);
+    const member = this.members.get(key);
     if (member && ms > 0) {
       const g = this.groups.get(member.group);
       this.groups.set(member.group, {

@@ -3,7 +3,7 @@
  * excluded, as the copier writes them), their kinds, the primary key, the shard key, and the SQL
  * fragments built from them — every identifier quoted, every value an exact literal.
  */
-import { intKeyOfText } from '../apply/table.js';
+import { intKeyOfText, routeKeyOfText } from '../apply/table.js';
 import { q, qcols, qt } from '../db/quote.js';
 import { PreconditionError, ReshardError } from '../errors.js';
 import type { RouteKey } from '../plan/router.js';
@@ -133,10 +133,7 @@ export function routeKeyOfRaw(t: VerifyTable, v: RawValue): RouteKey {
 export function routeKeyOfView(t: VerifyTable, view: RowView): RouteKey {
   const s = view.start[t.shardKey]!;
   if (s < 0) return routeKeyOfRaw(t, null);
-  const len = view.len[t.shardKey]!;
-  const buf = view.buf;
-  if (t.keyKind === 'int') return intKeyOfText(buf, s, s + len);
-  return routeKeyOfRaw(t, buf.subarray(s, s + len));
+  return routeKeyOfText(t.keyKind, view.buf, s, s + view.len[t.shardKey]!);
 }
 
 /** The primary key of a row given as spans, copied out of the packet. */

@@ -685,6 +685,7 @@ interface Changed {
 
 /** Above this many keys and a quarter of its rows, a table is verified in full instead. */
 const FULL_AFTER_KEYS = 4096;
+
 /** `r` with `more` keys added to be looked up on every shard (each key once overall). */
 function withEverywhere(r: RecordedKeys, more: readonly RawRow[]): RecordedKeys {
   const everywhere = new Map([...r.everywhere, ...more].map((k) => [pkTupleKey(k), k]));
