@@ -145,9 +145,9 @@ function newestMtime(dir: string): number {
   return t;
 }
 
-/** bin/reshard runs dist/: rebuild it when src/ is newer (as the CLI tests do). */
+/** bin/reshard runs dist/ (its bundle): rebuild both when src/ is newer (as the CLI tests do). */
 function buildDist(root: string): void {
-  const cli = join(root, 'dist', 'cli.js');
+  const cli = join(root, 'dist', 'bundle', 'cli.js');
   if (existsSync(cli) && newestMtime(join(root, 'src')) <= statSync(cli).mtimeMs) return;
   log('building dist/ (src/ is newer)');
   try {
@@ -159,6 +159,7 @@ function buildDist(root: string): void {
     // tsc still emits on type errors (work in progress elsewhere); the commands that fail say so.
     log('warning: tsc reported errors; measuring the emitted dist/ anyway');
   }
+  execFileSync('node', ['scripts/bundle.mjs'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
 function environment(root: string, peers: Peers): Record<string, string> {

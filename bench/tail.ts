@@ -24,7 +24,7 @@
  *      Measured end to end, not by reshard's own estimate; that one (reshard_tail_status) goes
  *      in the note too, with the load average and CPU pressure of the measured window.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
@@ -470,6 +470,26 @@ async function liveLag(
     const now = performance.now();
     const lagOf = (p: Probe) => ((p.seenAt ?? now) - p.committedAt) / 1000;
     const lags = inPhase('load').map(lagOf);
+    // RESHARD_BENCH_LAG_TRACE=FILE: every probe as a JSON line (sent at, seconds from the first;
+    // source owner, target, lag), to see when the slow ones happened, not only how many.
+    const trace = process.env.RESHARD_BENCH_LAG_TRACE;
+    if (trace) {
+      const t0 = probes[0]?.committedAt ?? 0;
+      writeFileSync(
+        trace,
+        probes
+          .map((p) =>
+            JSON.stringify({
+              at: +((p.committedAt - t0) / 1000).toFixed(3),
+              phase: p.phase,
+              source: fromRouter.ownerOf(p.id),
+              target: p.target,
+              lag: +lagOf(p).toFixed(3),
+            }),
+          )
+          .join('\n'),
+      );
+    }
     const warmLags = inPhase('warm').map(lagOf);
     const binRows = await binlogRows(env, start, end);
     const probeRows = inPhase('load').length;

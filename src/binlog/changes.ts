@@ -15,7 +15,13 @@
  */
 import type { RowOp } from '../apply/applier.js';
 import type { ControlConnection } from '../state/control.js';
-import { type ChangedRow, recordChanges } from '../verify/changes.js';
+import { type ChangedRow, compactChanges, recordChanges } from '../verify/changes.js';
+
+/**
+ * Fold the deltas into one filter every this many writes (about every 3 s at one write per 50 ms):
+ * a reader then ORs a few dozen small rows, never thousands.
+ */
+const COMPACT_EVERY = 64;
 
 const chains = new WeakMap<object, Promise<unknown>>();
 
@@ -25,6 +31,7 @@ export class ChangeRecorder {
   private timer: NodeJS.Timeout | undefined;
   private writing = false;
   private lastWriteAt = Number.NEGATIVE_INFINITY;
+  private writes = 0;
 
   constructor(
     private readonly control: Pick<ControlConnection, 'conn'>,
@@ -70,7 +77,19 @@ export class ChangeRecorder {
     const next = prev
       .catch(() => undefined)
       .then(() => recordChanges(this.control, this.jobId, this.source, rows));
-    chains.set(conn, next);
+    // Compaction is housekeeping, after the record (whose waiters it does not hold up) and before
+    // the next write on this connection. A failure leaves the deltas for the next try: readers
+    // OR them either way.
+    const compact = ++this.writes % COMPACT_EVERY === 0;
+    chains.set(
+      conn,
+      compact
+        ? next
+            .catch(() => undefined)
+            .then(() => compactChanges(this.control.conn, this.jobId, this.source))
+            .catch(() => undefined)
+        : next,
+    );
     next
       .then(
         () => {

@@ -62,6 +62,12 @@ export interface VerifyReport {
   finishedAt: string;
   seconds: number;
   scanSeconds: number;
+  /**
+   * Where `seconds` went, phase by phase (prepare: definitions and preflight; choose: the change
+   * records; scan: scans and lookups; drill: comparing, drilling and re-checking; record: the
+   * run's outcome in the control schema). Cutover pays all of it under the freeze.
+   */
+  phases?: Record<'prepare' | 'choose' | 'scan' | 'drill' | 'record', number>;
   /** (source rows + target rows read) / scanSeconds. */
   rowsPerSecond: number;
   totals: {

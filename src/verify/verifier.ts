@@ -237,6 +237,7 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
   );
   const detail: RunDetail = { mode: opts.incremental ? 'incremental' : 'full', epoch, bits: {} };
   const runId = await startRun(control, jobId, detail);
+  const tPrepared = performance.now();
 
   try {
     // ---- choose what to check
@@ -312,6 +313,7 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
 
     // ---- scan
     const scanStart = performance.now();
+    const tChosen = scanStart;
     const active = plans.filter((p) => p.mode !== 'skipped');
     const estimate = active.reduce((a, p) => a + p.estimatedRows * 2, 0);
     let rowsRead = 0;
@@ -394,6 +396,7 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
     const scannedMismatched = [...perTable.values()].reduce((a, x) => a + x.mismatched.length, 0);
 
     // ---- drill and re-check
+    const tScanned = performance.now();
     const recheck = await drillAndRecheck({
       ctx,
       routing,
@@ -415,6 +418,7 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
     }
 
     // ---- report
+    const tDrilled = performance.now();
     const diffs = recheck.final;
     const rowReports = diffs.kept.map((d) => rowReport(d, recheck.changing.has(bucketKeyOf(d))));
     const tableReports: TableReport[] = plans.map((p) => {
@@ -550,6 +554,13 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
       finishedAt: finished.toISOString(),
       seconds: (performance.now() - t0) / 1000,
       scanSeconds,
+      phases: {
+        prepare: (tPrepared - t0) / 1000,
+        choose: (tChosen - tPrepared) / 1000,
+        scan: (tScanned - tChosen) / 1000,
+        drill: (tDrilled - tScanned) / 1000,
+        record: 0,
+      },
       rowsPerSecond: scanSeconds > 0 ? (sourceRows + targetRows) / scanSeconds : 0,
       totals,
       tables: tableReports,
@@ -571,6 +582,9 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
     // Older filters are never read again once this is the last clean run; a run started after
     // this one (concurrent verifies) may still need them, so then they stay.
     if (ok && (await latestRunId(control, jobId)) === runId) await pruneChangesBefore(control, jobId, epoch);
+    const tRecorded = performance.now();
+    report.phases!.record = (tRecorded - tDrilled) / 1000;
+    report.seconds = (tRecorded - t0) / 1000;
     progress({ phase: 'done', rows: sourceRows + targetRows, estimatedRows: estimate });
     return report;
   } catch (e) {

@@ -1,5 +1,6 @@
 /**
- * CLI tests run bin/reshard, which runs dist/: rebuild it when any source file is newer.
+ * CLI tests run bin/reshard, which runs dist/ (the bundle in dist/bundle/ when it is current):
+ * rebuild both when any source file is newer, so the tests run what `npm run build` ships.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -16,8 +17,12 @@ function newestMtime(dir: string): number {
 
 export default function setup(): void {
   const root = join(import.meta.dirname, '..', '..');
-  const distCli = join(root, 'dist', 'cli.js');
-  if (!existsSync(distCli) || newestMtime(join(root, 'src')) > statSync(distCli).mtimeMs) {
-    execFileSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: root, stdio: 'inherit' });
+  const built = join(root, 'dist', 'bundle', 'cli.js');
+  const newest = Math.max(
+    newestMtime(join(root, 'src')),
+    statSync(join(root, 'scripts', 'bundle.mjs')).mtimeMs,
+  );
+  if (!existsSync(built) || newest > statSync(built).mtimeMs) {
+    execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit' });
   }
 }

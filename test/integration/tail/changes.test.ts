@@ -10,7 +10,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { RowOp } from '../../../src/apply/applier.js';
 import type { TableMeta } from '../../../src/apply/table.js';
 import { ChangeRecorder } from '../../../src/binlog/changes.js';
-import { changeIdOfPk, loadChangeSet } from '../../../src/verify/changes.js';
+import {
+  changeIdOfPk,
+  compactChanges,
+  loadChangedKeys,
+  loadChangeSet,
+  openEpoch,
+  recordChanges,
+} from '../../../src/verify/changes.js';
 import { type Estate, makeEstate } from './helpers.js';
 
 const estates: Estate[] = [];
@@ -53,6 +60,79 @@ describe('ChangeRecorder', () => {
       const set = await loadChangeSet(ctx.control.conn, ctx.job.id, null);
       for (let id = 1; id <= calls; id++)
         expect(set.mayHaveChanged('users', changeIdOfPk([String(id)]))).toBe(true);
+      // Each write stored a delta, and every 64th folded them: far fewer rows than writes.
+      const [left] = await ctx.control.conn.query<RowDataPacket[]>(
+        'SELECT COUNT(*) AS n, SUM(encoding = 1) AS deltas FROM reshard_bloom_filters WHERE job_id = ? AND shard = ?',
+        [ctx.job.id, 's0'],
+      );
+      if (writes >= 64) expect(Number(left[0]!.n)).toBeLessThan(writes);
+      expect(Number(left[0]!.deltas)).toBeLessThan(64);
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('stores a delta whole when that is smaller than its bit positions (a large catch-up batch)', async () => {
+    const e = await makeEstate({ prefix: 'tailwhole', rows: 0 });
+    estates.push(e);
+    const ctx = await e.job();
+    try {
+      const many = Array.from({ length: 60_000 }, (_, i) => ({ table: 'users', pk: [String(i + 1)] }));
+      await recordChanges(ctx.control, ctx.job.id, 's0', many.slice(0, 10));
+      await recordChanges(ctx.control, ctx.job.id, 's0', many);
+      const [rows] = await ctx.control.conn.query<RowDataPacket[]>(
+        'SELECT encoding, LENGTH(bits) AS n, m FROM reshard_bloom_filters WHERE job_id = ? AND shard = ? ORDER BY generation',
+        [ctx.job.id, 's0'],
+      );
+      expect(rows.map((r) => Number(r.encoding))).toEqual([1, 0]);
+      expect(Number(rows[0]!.n)).toBeLessThan(200);
+      expect(Number(rows[1]!.n)).toBe(Number(rows[1]!.m) / 8);
+      const set = await loadChangeSet(ctx.control.conn, ctx.job.id, null);
+      for (const r of many) expect(set.mayHaveChanged('users', changeIdOfPk(r.pk))).toBe(true);
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('compaction folds only the current epoch, loses no change, and keeps the exact keys', async () => {
+    const e = await makeEstate({ prefix: 'tailcompact', rows: 0 });
+    estates.push(e);
+    const ctx = await e.job();
+    const conn = ctx.control.conn;
+    const job = ctx.job.id;
+    const row = (id: number) => ({ table: 'users', pk: [String(id)], target: 't0' });
+    const ids = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => row(from + i));
+    try {
+      // Before any epoch: deltas of ids 1..300, then a verify run opens an epoch.
+      for (let i = 0; i < 3; i++)
+        await recordChanges(ctx.control, job, 's0', ids(i * 100 + 1, i * 100 + 100));
+      const epoch = await openEpoch(conn, job, ['s0']);
+      // In the epoch: ids 1001..1400 in four deltas, folded into one whole filter.
+      for (let i = 0; i < 4; i++)
+        await recordChanges(ctx.control, job, 's0', ids(1001 + i * 100, 1100 + i * 100));
+      const before = await loadChangeSet(conn, job, epoch);
+      expect(await compactChanges(conn, job, 's0')).toBe(true);
+      const [rows] = await conn.query<RowDataPacket[]>(
+        'SELECT generation, encoding FROM reshard_bloom_filters WHERE job_id = ? AND shard = ? ORDER BY generation',
+        [job, 's0'],
+      );
+      // The three pre-epoch deltas stay apart (pruning drops them after a clean run); the epoch's
+      // own row and its four deltas became one whole filter numbered after them.
+      expect(rows.map((r) => Number(r.encoding))).toEqual([1, 1, 1, 0]);
+      expect(Number(rows[3]!.generation)).toBe(epoch.s0! + 5);
+      const after = await loadChangeSet(conn, job, epoch);
+      for (let id = 1001; id <= 1400; id++)
+        expect(after.mayHaveChanged('users', changeIdOfPk([String(id)]))).toBe(true);
+      // "Since the epoch" is no wider than before compaction: the same answer for every id.
+      for (let id = 1; id <= 2000; id++) {
+        const c = changeIdOfPk([String(id)]);
+        expect(after.mayHaveChanged('users', c)).toBe(before.mayHaveChanged('users', c));
+      }
+      // Nothing to fold now; the exact keys of the epoch are all still there.
+      expect(await compactChanges(conn, job, 's0')).toBe(false);
+      const exact = await loadChangedKeys(conn, job, ['s0'], epoch, {});
+      expect(exact.complete).toBe(true);
+      if (exact.complete) expect(exact.count).toBe(400);
     } finally {
       await ctx.close();
     }

@@ -1,6 +1,15 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { Value } from '../../../src/apply/values.js';
-import { decodePk, encodePk } from '../../../src/verify/changes.js';
+import { BloomFilter } from '../../../src/verify/bloom.js';
+import {
+  CHANGE_FILTER_FP,
+  CHANGE_FILTER_KEYS,
+  decodePk,
+  encodePk,
+  encodeSparseBits,
+  orSparseBits,
+} from '../../../src/verify/changes.js';
 import { canonicalBytes, textRowPayload } from '../../../src/verify/rowhash.js';
 
 describe('recorded primary keys', () => {
@@ -39,5 +48,45 @@ describe('recorded primary keys', () => {
     expect(encodePk([5n]).equals(encodePk(['5']))).toBe(true);
     expect(encodePk(['ab', 'c']).equals(encodePk(['a', 'bc']))).toBe(false);
     expect(encodePk([null]).equals(encodePk(['']))).toBe(false);
+  });
+});
+
+describe('sparse change filters (the tailer writes deltas)', () => {
+  it('encode exactly the set bits, and OR back into any filter without losing or adding one', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 5000 }),
+        fc.array(fc.nat(), { maxLength: 600 }),
+        fc.array(fc.nat(), { maxLength: 50 }),
+        (bytes, setA, setB) => {
+          const m = bytes * 8;
+          const a = new Uint8Array(bytes);
+          for (const p of setA) a[(p % m) >>> 3]! |= 1 << ((p % m) & 7);
+          const b = new Uint8Array(bytes);
+          for (const p of setB) b[(p % m) >>> 3]! |= 1 << ((p % m) & 7);
+          const expected = a.map((x, i) => x | b[i]!);
+          orSparseBits(encodeSparseBits(a), b);
+          expect(Buffer.from(b).equals(Buffer.from(expected))).toBe(true);
+        },
+      ),
+    );
+  });
+
+  it('take about two bytes per set bit for a delta, and nothing for an empty filter', () => {
+    const f = BloomFilter.create(CHANGE_FILTER_KEYS, CHANGE_FILTER_FP);
+    expect(encodeSparseBits(f.bits).length).toBe(0);
+    for (let i = 0; i < 500; i++) f.add(`key ${i}`);
+    let set = 0;
+    for (const x of f.bits) for (let j = 0; j < 8; j++) set += (x >> j) & 1;
+    const sparse = encodeSparseBits(f.bits);
+    expect(sparse.length).toBeLessThan(set * 2.2);
+    expect(sparse.length).toBeLessThan(f.bits.length / 8);
+  });
+
+  it('refuse a corrupt list instead of setting arbitrary bits', () => {
+    const bits = new Uint8Array(8);
+    expect(() => orSparseBits(Uint8Array.from([0x80]), bits)).toThrow(/corrupt/);
+    expect(() => orSparseBits(Uint8Array.from([65]), bits)).toThrow(/corrupt/);
+    expect(() => orSparseBits(Uint8Array.from([1, 0]), bits)).toThrow(/corrupt/);
   });
 });
