@@ -8,12 +8,14 @@
  * *before* the target transaction that applies it commits (the tailer waits for `record` before
  * that commit), so an applied change is never missing from either record; a crash in between only
  * adds a harmless extra re-check.
- * Cost: at most one control-schema write per window and one in flight per recorder; whatever
+ * Cost: at most one control-schema write per window (plus a compaction every COMPACT_EVERY
+ * writes, in the same chain) and one in flight per recorder; whatever
  * arrives meanwhile shares the next write (so under a steady stream the writes grow, not their
  * queue). Writes on one control connection are serialized (recordChanges runs its own transaction).
  * Keys add one packed row per table to that write, and each key is written once per epoch.
  */
 import type { RowOp } from '../apply/applier.js';
+import { log } from '../output.js';
 import type { ControlConnection } from '../state/control.js';
 import { type ChangedRow, compactChanges, recordChanges } from '../verify/changes.js';
 
@@ -32,6 +34,7 @@ export class ChangeRecorder {
   private writing = false;
   private lastWriteAt = Number.NEGATIVE_INFINITY;
   private writes = 0;
+  private lastCompactionWarning = Number.NEGATIVE_INFINITY;
 
   constructor(
     private readonly control: Pick<ControlConnection, 'conn'>,
@@ -56,6 +59,17 @@ export class ChangeRecorder {
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     this.schedule();
     return p;
+  }
+
+  /** Logged at most once a minute: deltas pile up (readers still OR them) until one succeeds. */
+  private compactionFailed(e: unknown): void {
+    const now = Date.now();
+    if (now - this.lastCompactionWarning < 60_000) return;
+    this.lastCompactionWarning = now;
+    log().warn(
+      { source: this.source, err: e instanceof Error ? e.message : String(e) },
+      `could not fold ${this.source}'s change-filter deltas (verify still reads them all); retrying every ${COMPACT_EVERY} writes`,
+    );
   }
 
   private schedule(): void {
@@ -87,7 +101,7 @@ export class ChangeRecorder {
         ? next
             .catch(() => undefined)
             .then(() => compactChanges(this.control.conn, this.jobId, this.source))
-            .catch(() => undefined)
+            .catch((e: unknown) => this.compactionFailed(e))
         : next,
     );
     next

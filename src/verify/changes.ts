@@ -285,12 +285,18 @@ function toFilterRow(r: RowDataPacket, into?: BloomFilter): FilterRow {
   return { shard: String(r.shard), generation: Number(r.generation), filter };
 }
 
-async function latestGeneration(conn: Connection, jobId: number, shard: string): Promise<number | undefined> {
+/** The newest generation of (job, shard); `forUpdate`: a locking read (inside a transaction). */
+async function latestGeneration(
+  conn: Connection,
+  jobId: number,
+  shard: string,
+  forUpdate = false,
+): Promise<number | undefined> {
   const [rows] = await conn.query<RowDataPacket[]>(
-    `SELECT MAX(generation) AS g FROM ${BLOOM} WHERE job_id = ? AND shard = ?`,
+    `SELECT generation FROM ${BLOOM} WHERE job_id = ? AND shard = ? ORDER BY generation DESC LIMIT 1${forUpdate ? ' FOR UPDATE' : ''}`,
     [jobId, shard],
   );
-  const g = rows[0]?.g;
+  const g = rows[0]?.generation;
   return g === null || g === undefined ? undefined : Number(g);
 }
 
@@ -442,9 +448,7 @@ async function insertGeneration(
   also?: (base: number | undefined, generation: number) => Promise<void>,
 ): Promise<number> {
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-    const base = await latestGeneration(conn, jobId, shard);
     const filter = build();
-    const generation = (base ?? 0) + 1;
     // Sparse unless the delta is so large (a catch-up batch of tens of thousands of keys) that
     // the whole array is smaller.
     const sparse = encodeSparseBits(filter.bits);
@@ -454,13 +458,21 @@ async function insertGeneration(
         : [WHOLE, Buffer.from(filter.bits.buffer, filter.bits.byteOffset, filter.bits.byteLength)];
     await conn.beginTransaction();
     try {
+      // The newest generation, read with a locking read inside this transaction: it sees the
+      // newest committed row, and its next-key lock keeps every other writer from inserting
+      // above it until we commit (they wait, or deadlock and retry). Read before the
+      // transaction, it could be stale by the time of the insert — the tailer's write h and a
+      // compaction folding it (deleting h) could both land in between, and our insert of h would
+      // then fill the hole below the newest generation, outside the epoch it belongs to.
+      const base = await latestGeneration(conn, jobId, shard, true);
+      const generation = (base ?? 0) + 1;
       await conn.query(
         `INSERT INTO ${BLOOM} (job_id, shard, generation, bits, encoding, k, m, inserted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
         [jobId, shard, generation, stored, encoding, filter.k, filter.m, filter.inserted],
       );
       // Generation g+1 is ours: until we commit, every other writer of this (job, shard) — filter,
-      // keys, epoch or compaction — fails on it and starts over, so what we read before is
-      // still current.
+      // keys, epoch or compaction — waits for it or fails on it and starts over, so what we read
+      // is still current.
       await also?.(base, generation);
       await conn.commit();
       return generation;
@@ -488,26 +500,28 @@ async function insertGeneration(
  * writer took g+1 first (it is tried again later).
  */
 export async function compactChanges(conn: Connection, jobId: number, shard: string): Promise<boolean> {
-  const [eps] = await conn.query<RowDataPacket[]>(
-    `SELECT MAX(epoch) AS e FROM ${EPOCHS} WHERE job_id = ? AND shard = ?`,
-    [jobId, shard],
-  );
-  const from = eps[0]?.e === null || eps[0]?.e === undefined ? 0 : Number(eps[0].e);
-  const [rows] = await conn.query<RowDataPacket[]>(
-    `SELECT shard, generation, bits, encoding, k, m, inserted FROM ${BLOOM} WHERE job_id = ? AND shard = ? AND generation >= ? ORDER BY generation`,
-    [jobId, shard, from],
-  );
-  if (rows.length < 2) return false;
-  const m = Number(rows[0]!.m);
-  const k = Number(rows[0]!.k);
-  // Filters of another size (another reshard version's sizing) are left as they are.
-  if (rows.some((r) => Number(r.m) !== m || Number(r.k) !== k)) return false;
-  const union = new BloomFilter(m, k);
-  for (const r of rows) toFilterRow(r, union);
-  const last = Number(rows[rows.length - 1]!.generation);
-  const first = Number(rows[0]!.generation);
   await conn.beginTransaction();
   try {
+    // One locking read: the current epoch and its generations as of now, locked (with the gap
+    // above them) until we commit, so no writer slips a generation in between or above.
+    const [rows] = await conn.query<RowDataPacket[]>(
+      `SELECT shard, generation, bits, encoding, k, m, inserted FROM ${BLOOM}
+        WHERE job_id = ? AND shard = ?
+          AND generation >= (SELECT COALESCE(MAX(epoch), 0) FROM ${EPOCHS} WHERE job_id = ? AND shard = ?)
+        ORDER BY generation FOR UPDATE`,
+      [jobId, shard, jobId, shard],
+    );
+    const m = Number(rows[0]?.m);
+    const k = Number(rows[0]?.k);
+    // Nothing to fold; or filters of another size (another reshard version's sizing): left as they are.
+    if (rows.length < 2 || rows.some((r) => Number(r.m) !== m || Number(r.k) !== k)) {
+      await conn.rollback();
+      return false;
+    }
+    const union = new BloomFilter(m, k);
+    for (const r of rows) toFilterRow(r, union);
+    const generations = rows.map((r) => Number(r.generation));
+    const last = generations[generations.length - 1]!;
     await conn.query(
       `INSERT INTO ${BLOOM} (job_id, shard, generation, bits, encoding, k, m, inserted) VALUES (?, ?, ?, ?, ${WHOLE}, ?, ?, ?)`,
       [
@@ -520,11 +534,11 @@ export async function compactChanges(conn: Connection, jobId: number, shard: str
         union.inserted,
       ],
     );
-    await conn.query(`DELETE FROM ${BLOOM} WHERE job_id = ? AND shard = ? AND generation BETWEEN ? AND ?`, [
+    // Exactly the generations folded: never one this transaction did not read.
+    await conn.query(`DELETE FROM ${BLOOM} WHERE job_id = ? AND shard = ? AND generation IN (?)`, [
       jobId,
       shard,
-      first,
-      last,
+      generations,
     ]);
     await conn.commit();
     return true;
@@ -546,7 +560,7 @@ const recordedKeys = new WeakMap<object, Map<string, { epoch: number; keys: Set<
 
 /**
  * Add keys as rows of generation `generation`, counted to the epoch it belongs to (inside
- * insertGeneration's transaction, `base` being the generation it replaces). Returns what to
+ * insertGeneration's transaction, `base` being the newest generation before it). Returns what to
  * remember once the transaction commits. No epoch yet (no verify run has opened one): nothing
  * reads keys before the first epoch, so none are kept. An overflowed epoch keeps no more.
  */

@@ -222,7 +222,7 @@ export function pkEquals(t: VerifyTable, pkValues: readonly RawValue[]): string 
 }
 
 /** Keys per lookup statement (`pkIn`). */
-export const KEY_BATCH = Number(process.env.RESHARD_KEY_BATCH ?? 1000);
+export const KEY_BATCH = 1000;
 
 /**
  * `pk IN (keys)`: `c IN (v, …)` for a one-column key, `(c1, c2) IN ((v, w), …)` for a composite

@@ -583,8 +583,11 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
     // this one (concurrent verifies) may still need them, so then they stay.
     if (ok && (await latestRunId(control, jobId)) === runId) await pruneChangesBefore(control, jobId, epoch);
     const tRecorded = performance.now();
+    // The report's time covers the record too (cutover pays it under the freeze); the run record
+    // written above says when the comparison ended.
     report.phases!.record = (tRecorded - tDrilled) / 1000;
     report.seconds = (tRecorded - t0) / 1000;
+    report.finishedAt = new Date().toISOString();
     progress({ phase: 'done', rows: sourceRows + targetRows, estimatedRows: estimate });
     return report;
   } catch (e) {

@@ -10,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import type { RowOp } from '../../../src/apply/applier.js';
 import type { TableMeta } from '../../../src/apply/table.js';
 import { ChangeRecorder } from '../../../src/binlog/changes.js';
+import { connectControl } from '../../../src/state/control.js';
 import {
   changeIdOfPk,
   compactChanges,
@@ -90,6 +91,42 @@ describe('ChangeRecorder', () => {
       const set = await loadChangeSet(ctx.control.conn, ctx.job.id, null);
       for (const r of many) expect(set.mayHaveChanged('users', changeIdOfPk(r.pk))).toBe(true);
     } finally {
+      await ctx.close();
+    }
+  });
+
+  it('a writer reads the newest generation under a lock that keeps others from inserting above it', async () => {
+    // insertGeneration's argument: with the newest generation read by a locking read in the
+    // inserting transaction, no other writer can put a generation above it (or fill a hole
+    // below it) before that transaction ends. Checked on the server, not assumed.
+    const e = await makeEstate({ prefix: 'tailgenlock', rows: 0 });
+    estates.push(e);
+    const ctx = await e.job();
+    const other = await connectControl(e.controlDsn);
+    try {
+      await recordChanges(ctx.control, ctx.job.id, 's0', [{ table: 'users', pk: ['1'] }]);
+      await recordChanges(ctx.control, ctx.job.id, 's0', [{ table: 'users', pk: ['2'] }]);
+      const a = ctx.control.conn;
+      await a.beginTransaction();
+      const [top] = await a.query<RowDataPacket[]>(
+        'SELECT generation FROM reshard_bloom_filters WHERE job_id = ? AND shard = ? ORDER BY generation DESC LIMIT 1 FOR UPDATE',
+        [ctx.job.id, 's0'],
+      );
+      expect(Number(top[0]!.generation)).toBe(2);
+      await other.conn.query(`USE \`${new URL(e.controlDsn).pathname.slice(1)}\``);
+      await other.conn.query('SET SESSION innodb_lock_wait_timeout = 1');
+      const insert = (g: number) =>
+        other.conn.query(
+          "INSERT INTO reshard_bloom_filters (job_id, shard, generation, bits, encoding, k, m, inserted) VALUES (?, 's0', ?, '', 1, 7, 64, 0)",
+          [ctx.job.id, g],
+        );
+      await expect(insert(3)).rejects.toMatchObject({ errno: 1205 });
+      await expect(insert(7)).rejects.toMatchObject({ errno: 1205 });
+      await a.rollback();
+      // Once the lock is gone the same insert goes through.
+      await insert(3);
+    } finally {
+      await other.close();
       await ctx.close();
     }
   });
