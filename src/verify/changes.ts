@@ -386,6 +386,12 @@ function keysByTable(changes: readonly ChangedRow[]): Map<string, Map<string, Ma
   return out;
 }
 
+/**
+ * Key bytes per INSERT statement (sent as hex, so twice this on the wire): far below the 16 MiB
+ * default max_allowed_packet of MySQL 8 and MariaDB.
+ */
+const KEYS_STATEMENT_BYTES = 2 << 20;
+
 /** Stored rows hold at most this many bytes of keys (a write of more keys takes several rows). */
 const PART_BYTES = 1 << 20;
 
@@ -608,10 +614,21 @@ async function addKeys(
     ]);
     return () => byShard.delete(`${jobId}\0${shard}`);
   }
-  for (const v of values) {
+  // As few statements as fit the packet limit: the tailer waits for this write before its
+  // target commits, and a write has a row per table and target (18 for the shop fixture).
+  for (let i = 0; i < values.length; ) {
+    const batch: unknown[][] = [];
+    let bytes = 0;
+    while (
+      i < values.length &&
+      (batch.length === 0 || bytes + (values[i]![7] as Buffer).length <= KEYS_STATEMENT_BYTES)
+    ) {
+      bytes += (values[i]![7] as Buffer).length;
+      batch.push(values[i++]!);
+    }
     await conn.query(
-      `INSERT INTO ${KEYS} (job_id, shard, generation, table_name, target, part, key_count, pks) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      v,
+      `INSERT INTO ${KEYS} (job_id, shard, generation, table_name, target, part, key_count, pks) VALUES ?`,
+      [batch],
     );
   }
   await conn.query(`UPDATE ${EPOCHS} SET key_count = ? WHERE job_id = ? AND shard = ? AND epoch = ?`, [

@@ -95,6 +95,37 @@ describe('ChangeRecorder', () => {
     }
   });
 
+  it('keeps every key of one large write (several parts, several INSERT statements)', async () => {
+    const e = await makeEstate({ prefix: 'tailbigkeys', rows: 0 });
+    estates.push(e);
+    const ctx = await e.job();
+    try {
+      const epoch = await openEpoch(ctx.control.conn, ctx.job.id, ['s0']);
+      // About 3.5 MB of keys over two targets: four 1 MiB parts, more than one 2 MiB statement.
+      const rows = Array.from({ length: 60_000 }, (_, i) => ({
+        table: 'users',
+        pk: [`${'k'.repeat(52)}${i}`],
+        target: i % 2 === 0 ? 't0' : 't1',
+      }));
+      await recordChanges(ctx.control, ctx.job.id, 's0', rows);
+      const [parts] = await ctx.control.conn.query<RowDataPacket[]>(
+        'SELECT COUNT(*) AS n, SUM(key_count) AS k FROM reshard_changed_keys WHERE job_id = ? AND shard = ?',
+        [ctx.job.id, 's0'],
+      );
+      expect(Number(parts[0]!.n)).toBeGreaterThanOrEqual(4);
+      expect(Number(parts[0]!.k)).toBe(60_000);
+      const exact = await loadChangedKeys(ctx.control.conn, ctx.job.id, ['s0'], epoch, {});
+      expect(exact.complete).toBe(true);
+      if (!exact.complete) return;
+      const users = exact.keys.get('users')!;
+      expect(users.keys.length).toBe(60_000);
+      expect(users.at.get('t0')!.length).toBe(30_000);
+      expect(users.at.get('t1')!.length).toBe(30_000);
+    } finally {
+      await ctx.close();
+    }
+  });
+
   it('a writer reads the newest generation under a lock that keeps others from inserting above it', async () => {
     // insertGeneration's argument: with the newest generation read by a locking read in the
     // inserting transaction, no other writer can put a generation above it (or fill a hole
