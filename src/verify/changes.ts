@@ -211,12 +211,6 @@ export function addChanges(filter: BloomFilter, changes: Iterable<ChangedRow>): 
   return n;
 }
 
-interface FilterRow {
-  shard: string;
-  generation: number;
-  filter: BloomFilter;
-}
-
 /** `encoding` of a stored generation: the whole bit array, or the sorted positions of its set bits. */
 const WHOLE = 0;
 const SPARSE = 1;
@@ -269,7 +263,7 @@ export function orSparseBits(sparse: Uint8Array, bits: Uint8Array): void {
 }
 
 /** A stored generation as a filter (OR-ed into `into` when given, which must have its m and k). */
-function toFilterRow(r: RowDataPacket, into?: BloomFilter): FilterRow {
+function filterOfRow(r: RowDataPacket, into?: BloomFilter): BloomFilter {
   const raw = r.bits as Buffer;
   const m = Number(r.m);
   const k = Number(r.k);
@@ -282,18 +276,18 @@ function toFilterRow(r: RowDataPacket, into?: BloomFilter): FilterRow {
     for (let i = 0; i < raw.length; i++) bits[i]! |= raw[i]!;
   } else throw new Error(`change filter with unknown encoding ${encoding}`);
   filter.inserted += Number(r.inserted);
-  return { shard: String(r.shard), generation: Number(r.generation), filter };
+  return filter;
 }
 
-/** The newest generation of (job, shard); `forUpdate`: a locking read (inside a transaction). */
-async function latestGeneration(
-  conn: Connection,
-  jobId: number,
-  shard: string,
-  forUpdate = false,
-): Promise<number | undefined> {
+/** A filter's bit array as a Buffer over the same memory (stored whole, encoding 0). */
+function wholeBits(f: BloomFilter): Buffer {
+  return Buffer.from(f.bits.buffer, f.bits.byteOffset, f.bits.byteLength);
+}
+
+/** The newest generation of (job, shard), by a locking read (call it inside a transaction). */
+async function latestGeneration(conn: Connection, jobId: number, shard: string): Promise<number | undefined> {
   const [rows] = await conn.query<RowDataPacket[]>(
-    `SELECT generation FROM ${BLOOM} WHERE job_id = ? AND shard = ? ORDER BY generation DESC LIMIT 1${forUpdate ? ' FOR UPDATE' : ''}`,
+    `SELECT generation FROM ${BLOOM} WHERE job_id = ? AND shard = ? ORDER BY generation DESC LIMIT 1 FOR UPDATE`,
     [jobId, shard],
   );
   const g = rows[0]?.generation;
@@ -318,8 +312,7 @@ export async function loadChangeSet(
   for (const r of rows) {
     if (since !== null && Number(r.generation) < (since[String(r.shard)] ?? 0)) continue;
     const size = `${Number(r.m)}/${Number(r.k)}`;
-    const f = toFilterRow(r, bySize.get(size)).filter;
-    bySize.set(size, f);
+    bySize.set(size, filterOfRow(r, bySize.get(size)));
   }
   return new ChangeSet([...bySize.values()]);
 }
@@ -459,9 +452,7 @@ async function insertGeneration(
     // the whole array is smaller.
     const sparse = encodeSparseBits(filter.bits);
     const [encoding, stored] =
-      sparse.length < filter.bits.length
-        ? [SPARSE, sparse]
-        : [WHOLE, Buffer.from(filter.bits.buffer, filter.bits.byteOffset, filter.bits.byteLength)];
+      sparse.length < filter.bits.length ? [SPARSE, sparse] : [WHOLE, wholeBits(filter)];
     await conn.beginTransaction();
     try {
       // The newest generation, read with a locking read inside this transaction: it sees the
@@ -470,7 +461,7 @@ async function insertGeneration(
       // transaction, it could be stale by the time of the insert — the tailer's write h and a
       // compaction folding it (deleting h) could both land in between, and our insert of h would
       // then fill the hole below the newest generation, outside the epoch it belongs to.
-      const base = await latestGeneration(conn, jobId, shard, true);
+      const base = await latestGeneration(conn, jobId, shard);
       const generation = (base ?? 0) + 1;
       await conn.query(
         `INSERT INTO ${BLOOM} (job_id, shard, generation, bits, encoding, k, m, inserted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -525,20 +516,12 @@ export async function compactChanges(conn: Connection, jobId: number, shard: str
       return false;
     }
     const union = new BloomFilter(m, k);
-    for (const r of rows) toFilterRow(r, union);
+    for (const r of rows) filterOfRow(r, union);
     const generations = rows.map((r) => Number(r.generation));
     const last = generations[generations.length - 1]!;
     await conn.query(
       `INSERT INTO ${BLOOM} (job_id, shard, generation, bits, encoding, k, m, inserted) VALUES (?, ?, ?, ?, ${WHOLE}, ?, ?, ?)`,
-      [
-        jobId,
-        shard,
-        last + 1,
-        Buffer.from(union.bits.buffer, union.bits.byteOffset, union.bits.byteLength),
-        k,
-        m,
-        union.inserted,
-      ],
+      [jobId, shard, last + 1, wholeBits(union), k, m, union.inserted],
     );
     // Exactly the generations folded: never one this transaction did not read.
     await conn.query(`DELETE FROM ${BLOOM} WHERE job_id = ? AND shard = ? AND generation IN (?)`, [

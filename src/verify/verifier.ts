@@ -313,7 +313,6 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
 
     // ---- scan
     const scanStart = performance.now();
-    const tChosen = scanStart;
     const active = plans.filter((p) => p.mode !== 'skipped');
     const estimate = active.reduce((a, p) => a + p.estimatedRows * 2, 0);
     let rowsRead = 0;
@@ -556,8 +555,8 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
       scanSeconds,
       phases: {
         prepare: (tPrepared - t0) / 1000,
-        choose: (tChosen - tPrepared) / 1000,
-        scan: (tScanned - tChosen) / 1000,
+        choose: (scanStart - tPrepared) / 1000,
+        scan: (tScanned - scanStart) / 1000,
         drill: (tDrilled - tScanned) / 1000,
         record: 0,
       },

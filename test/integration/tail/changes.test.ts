@@ -26,12 +26,24 @@ afterAll(async () => {
   for (const e of estates) await e.drop();
 });
 
+/** An empty estate and its job for one test; the job's connections are closed afterwards. */
+async function withJob(
+  prefix: string,
+  fn: (ctx: Awaited<ReturnType<Estate['job']>>, e: Estate) => Promise<void>,
+): Promise<void> {
+  const e = await makeEstate({ prefix, rows: 0 });
+  estates.push(e);
+  const ctx = await e.job();
+  try {
+    await fn(ctx, e);
+  } finally {
+    await ctx.close();
+  }
+}
+
 describe('ChangeRecorder', () => {
   it('keeps one write in flight under a stream of records, and loses no key', async () => {
-    const e = await makeEstate({ prefix: 'tailrec', rows: 0 });
-    estates.push(e);
-    const ctx = await e.job();
-    try {
+    await withJob('tailrec', async (ctx) => {
       // Only the table name and the primary-key positions matter to the recorder.
       const users = { name: 'users', pk: [0] } as unknown as TableMeta;
       const op = (id: number): RowOp => ({ kind: 'upsert', table: users, source: 's0', row: [String(id)] });
@@ -68,16 +80,11 @@ describe('ChangeRecorder', () => {
       );
       if (writes >= 64) expect(Number(left[0]!.n)).toBeLessThan(writes);
       expect(Number(left[0]!.deltas)).toBeLessThan(64);
-    } finally {
-      await ctx.close();
-    }
+    });
   });
 
   it('stores a delta whole when that is smaller than its bit positions (a large catch-up batch)', async () => {
-    const e = await makeEstate({ prefix: 'tailwhole', rows: 0 });
-    estates.push(e);
-    const ctx = await e.job();
-    try {
+    await withJob('tailwhole', async (ctx) => {
       const many = Array.from({ length: 60_000 }, (_, i) => ({ table: 'users', pk: [String(i + 1)] }));
       await recordChanges(ctx.control, ctx.job.id, 's0', many.slice(0, 10));
       await recordChanges(ctx.control, ctx.job.id, 's0', many);
@@ -90,16 +97,11 @@ describe('ChangeRecorder', () => {
       expect(Number(rows[1]!.n)).toBe(Number(rows[1]!.m) / 8);
       const set = await loadChangeSet(ctx.control.conn, ctx.job.id, null);
       for (const r of many) expect(set.mayHaveChanged('users', changeIdOfPk(r.pk))).toBe(true);
-    } finally {
-      await ctx.close();
-    }
+    });
   });
 
   it('keeps every key of one large write (several parts, several INSERT statements)', async () => {
-    const e = await makeEstate({ prefix: 'tailbigkeys', rows: 0 });
-    estates.push(e);
-    const ctx = await e.job();
-    try {
+    await withJob('tailbigkeys', async (ctx) => {
       const epoch = await openEpoch(ctx.control.conn, ctx.job.id, ['s0']);
       // About 3.5 MB of keys over two targets: four 1 MiB parts, more than one 2 MiB statement.
       const rows = Array.from({ length: 60_000 }, (_, i) => ({
@@ -121,56 +123,50 @@ describe('ChangeRecorder', () => {
       expect(users.keys.length).toBe(60_000);
       expect(users.at.get('t0')!.length).toBe(30_000);
       expect(users.at.get('t1')!.length).toBe(30_000);
-    } finally {
-      await ctx.close();
-    }
+    });
   });
 
   it('a writer reads the newest generation under a lock that keeps others from inserting above it', async () => {
     // insertGeneration's argument: with the newest generation read by a locking read in the
     // inserting transaction, no other writer can put a generation above it (or fill a hole
     // below it) before that transaction ends. Checked on the server, not assumed.
-    const e = await makeEstate({ prefix: 'tailgenlock', rows: 0 });
-    estates.push(e);
-    const ctx = await e.job();
-    const other = await connectControl(e.controlDsn);
-    try {
-      await recordChanges(ctx.control, ctx.job.id, 's0', [{ table: 'users', pk: ['1'] }]);
-      await recordChanges(ctx.control, ctx.job.id, 's0', [{ table: 'users', pk: ['2'] }]);
-      const a = ctx.control.conn;
-      await a.beginTransaction();
-      const [top] = await a.query<RowDataPacket[]>(
-        'SELECT generation FROM reshard_bloom_filters WHERE job_id = ? AND shard = ? ORDER BY generation DESC LIMIT 1 FOR UPDATE',
-        [ctx.job.id, 's0'],
-      );
-      expect(Number(top[0]!.generation)).toBe(2);
-      await other.conn.query(`USE \`${new URL(e.controlDsn).pathname.slice(1)}\``);
-      await other.conn.query('SET SESSION innodb_lock_wait_timeout = 1');
-      const insert = (g: number) =>
-        other.conn.query(
-          "INSERT INTO reshard_bloom_filters (job_id, shard, generation, bits, encoding, k, m, inserted) VALUES (?, 's0', ?, '', 1, 7, 64, 0)",
-          [ctx.job.id, g],
+    await withJob('tailgenlock', async (ctx, e) => {
+      const other = await connectControl(e.controlDsn);
+      try {
+        await recordChanges(ctx.control, ctx.job.id, 's0', [{ table: 'users', pk: ['1'] }]);
+        await recordChanges(ctx.control, ctx.job.id, 's0', [{ table: 'users', pk: ['2'] }]);
+        const a = ctx.control.conn;
+        await a.beginTransaction();
+        const [top] = await a.query<RowDataPacket[]>(
+          'SELECT generation FROM reshard_bloom_filters WHERE job_id = ? AND shard = ? ORDER BY generation DESC LIMIT 1 FOR UPDATE',
+          [ctx.job.id, 's0'],
         );
-      await expect(insert(3)).rejects.toMatchObject({ errno: 1205 });
-      await expect(insert(7)).rejects.toMatchObject({ errno: 1205 });
-      await a.rollback();
-      // Once the lock is gone the same insert goes through.
-      await insert(3);
-    } finally {
-      await other.close();
-      await ctx.close();
-    }
+        expect(Number(top[0]!.generation)).toBe(2);
+        await other.conn.query(`USE \`${new URL(e.controlDsn).pathname.slice(1)}\``);
+        await other.conn.query('SET SESSION innodb_lock_wait_timeout = 1');
+        const insert = (g: number) =>
+          other.conn.query(
+            "INSERT INTO reshard_bloom_filters (job_id, shard, generation, bits, encoding, k, m, inserted) VALUES (?, 's0', ?, '', 1, 7, 64, 0)",
+            [ctx.job.id, g],
+          );
+        await expect(insert(3)).rejects.toMatchObject({ errno: 1205 });
+        await expect(insert(7)).rejects.toMatchObject({ errno: 1205 });
+        await a.rollback();
+        // Once the lock is gone the same insert goes through.
+        await insert(3);
+      } finally {
+        await other.close();
+      }
+    });
   });
 
   it('compaction folds only the current epoch, loses no change, and keeps the exact keys', async () => {
-    const e = await makeEstate({ prefix: 'tailcompact', rows: 0 });
-    estates.push(e);
-    const ctx = await e.job();
-    const conn = ctx.control.conn;
-    const job = ctx.job.id;
-    const row = (id: number) => ({ table: 'users', pk: [String(id)], target: 't0' });
-    const ids = (from: number, to: number) => Array.from({ length: to - from + 1 }, (_, i) => row(from + i));
-    try {
+    await withJob('tailcompact', async (ctx) => {
+      const conn = ctx.control.conn;
+      const job = ctx.job.id;
+      const row = (id: number) => ({ table: 'users', pk: [String(id)], target: 't0' });
+      const ids = (from: number, to: number) =>
+        Array.from({ length: to - from + 1 }, (_, i) => row(from + i));
       // Before any epoch: deltas of ids 1..300, then a verify run opens an epoch.
       for (let i = 0; i < 3; i++)
         await recordChanges(ctx.control, job, 's0', ids(i * 100 + 1, i * 100 + 100));
@@ -201,8 +197,6 @@ describe('ChangeRecorder', () => {
       const exact = await loadChangedKeys(conn, job, ['s0'], epoch, {});
       expect(exact.complete).toBe(true);
       if (exact.complete) expect(exact.count).toBe(400);
-    } finally {
-      await ctx.close();
-    }
+    });
   });
 });
