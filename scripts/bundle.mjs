@@ -11,6 +11,11 @@
  * Paths: the bundle sits two levels below the package root, as dist/state/migrate.js and
  * dist/demo/run.js do, so their `new URL('../../…', import.meta.url)` lookups hold in both forms;
  * scan-pool.ts starts `./scan-worker.js` next to itself, which here is the bundled worker.
+ * Whitespace and syntax are minified, names are not (stack traces stay readable): the bundle
+ * goes from 3.6 to 2.3 MB and V8 parses it that much faster. zod is imported as a namespace
+ * (`import * as z`) so esbuild keeps only the schema builders used, not zod's 40 locales
+ * (751 → 196 KB). Together: a command reaches its own code about 65 ms sooner (~250 → ~185 ms
+ * for `verify` on this 2-core machine, median of 4 profiles each).
  * Kept external: native addons (@node-rs/xxhash), ink/react (top-level await, and only
  * `status --watch` draws), zongji (only the tailer reads binlogs) and pino (its optional
  * transports load files at run time).
@@ -41,5 +46,7 @@ await build({
   },
   logLevel: 'warning',
   legalComments: 'none',
+  minifyWhitespace: true,
+  minifySyntax: true,
   sourcemap: false,
 });

@@ -29,7 +29,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { Connection } from 'mysql2/promise';
-import { z } from 'zod';
+import * as z from 'zod';
 import { PreconditionError, ReshardError } from '../errors.js';
 import { createRouter, type RouteKey, type Router } from '../plan/router.js';
 import { canonicalJson, topologyHash } from '../topology/load.js';

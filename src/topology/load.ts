@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, join } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
-import type { z } from 'zod';
+import type * as z from 'zod';
 import { UsageError, ValidationError, type ValidationIssue } from '../errors.js';
 import { allowedFields, normalizeTopology, SCHEME_TYPES, topologyFileSchema } from './schema.js';
 import type { Topology } from './types.js';

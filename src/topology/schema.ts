@@ -5,7 +5,7 @@
  *   3. cross-field rules: duplicates, unknown references, range gaps/overlaps — all collected
  *      and reported together, each with its field path and a fix.
  */
-import { z } from 'zod';
+import * as z from 'zod';
 import type { ValidationIssue } from '../errors.js';
 import type {
   RangeSpec,

@@ -46,6 +46,9 @@ const TL = new Int32Array(8 * 256);
   }
 })();
 
+/** The eight tables, for crc64-fast.ts (which copies them into its WebAssembly memory). Read only. */
+export const CRC64_TABLES: { readonly hi: Int32Array; readonly lo: Int32Array } = { hi: TH, lo: TL };
+
 /** A running CRC-64: [hi, lo] of the register (pre-inverted; see crc64Start / crc64Finish). */
 export type Crc64State = Int32Array;
 

@@ -39,6 +39,7 @@ import {
   crc64Uint32BE,
   crc64Update,
 } from './crc64.js';
+import { type Crc64Wasm, crc64Wasm } from './crc64-fast.js';
 
 export type { RawRow, RawValue } from '../db/rowview.js';
 
@@ -162,10 +163,12 @@ export class RowHasher {
   private readonly s: Crc64State = crc64State();
   private readonly floats: boolean[];
   private readonly anyFloat: boolean;
+  private readonly wasm: Crc64Wasm;
 
   constructor(kinds: readonly ColumnKind[]) {
     this.floats = kinds.map((k) => k === 'float');
     this.anyFloat = this.floats.some(Boolean);
+    this.wasm = crc64Wasm();
   }
 
   /** CRC-64 of the row's canonical encoding (unmixed), into out = [hi, lo]. */
@@ -197,15 +200,19 @@ export class RowHasher {
   /**
    * hash() of a row given as spans of its packet (the scan's path): when the packet's payload is
    * already canonical (minimal length prefixes, no FLOAT/DOUBLE column to normalise), the CRC
-   * runs over it in one pass; otherwise column by column, as hash() does. Same result either way.
+   * runs over it in one pass, in WebAssembly (crc64-fast.ts); otherwise column by column, as
+   * hash() does. Same result either way. `view.buf` must not be written after the call (a
+   * received packet buffer never is): the WebAssembly side keeps its copy for the next row.
    */
   hashView(view: RowView, n: number, out: Int32Array): void {
+    if (view.minimal && !this.anyFloat) {
+      this.wasm.row(view.buf, view.rowStart, view.rowEnd, n, out);
+      return;
+    }
     const s = this.s;
     crc64Start(s);
     crc64Uint32BE(s, n);
-    if (view.minimal && !this.anyFloat) {
-      crc64Update(s, view.buf, view.rowStart, view.rowEnd);
-    } else {
+    {
       const buf = view.buf;
       for (let i = 0; i < n; i++) {
         const p = view.start[i]!;
