@@ -20,7 +20,7 @@ import { q, qt } from '../db/quote.js';
 import { classifyError, withRetry } from '../db/retry.js';
 import { PreconditionError } from '../errors.js';
 import { routeKeyOf, type TableMeta } from './table.js';
-import { decodeImage, encodeImage, type Row, sqlParam, tupleBytes, tupleHash, type Value } from './values.js';
+import { decodeImage, encodeImage, type Row, sqlParam, tupleHash, tupleKey, type Value } from './values.js';
 
 export interface RowOp {
   kind: 'upsert' | 'delete';
@@ -124,7 +124,7 @@ function* runs(ops: RowOp[]): Generator<RowOp[]> {
   let run: RowOp[] = [];
   let seen = new Set<string>();
   for (const op of ops) {
-    const k = tupleBytes(op.table.pk.map((i) => op.row[i] ?? null)).toString('latin1');
+    const k = tupleKey(op.table.pk.map((i) => op.row[i] ?? null));
     const head = run[0];
     if (
       head &&
@@ -296,11 +296,11 @@ export class TargetApplier {
     if (found.length === 0) return out;
     const byKey = new Map<string, number>();
     rows.forEach((r, idx) => {
-      byKey.set(tupleBytes(t.pk.map((i) => r[i] ?? null)).toString('latin1'), idx);
+      byKey.set(tupleKey(t.pk.map((i) => r[i] ?? null)), idx);
     });
     let unpaired = false;
     for (const f of found) {
-      const idx = byKey.get(tupleBytes(f.slice(1)).toString('latin1'));
+      const idx = byKey.get(tupleKey(f.slice(1)));
       if (idx === undefined) unpaired = true;
       else out.set(idx, f);
     }

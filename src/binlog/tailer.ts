@@ -27,7 +27,7 @@ import { hostname } from 'node:os';
 import type { Connection } from 'mysql2/promise';
 import { type ApplyPosition, type RowOp, sourceOwnerFn, TargetApplier } from '../apply/applier.js';
 import type { TableMeta } from '../apply/table.js';
-import { type Row, tupleBytes } from '../apply/values.js';
+import { type Row, tupleKey } from '../apply/values.js';
 import { connect, connectionOptions, describeEndpoint } from '../db/connect.js';
 import { classifyError, sleep } from '../db/retry.js';
 import {
@@ -180,7 +180,7 @@ const ALREADY_APPLIED = new Set([
 
 /** A row's primary key as a string of its canonical bytes (equal exactly when the values are). */
 function pkKey(meta: TableMeta, row: Row): string {
-  return tupleBytes(meta.pk.map((i) => row[i] ?? null)).toString('latin1');
+  return tupleKey(meta.pk.map((i) => row[i] ?? null));
 }
 
 interface Batch {

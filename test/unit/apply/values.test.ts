@@ -1,0 +1,36 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { tupleBytes, tupleKey, type Value } from '../../../src/apply/values.js';
+
+const value: fc.Arbitrary<Value> = fc.oneof(
+  fc.constant(null),
+  fc.string(),
+  fc.string({ unit: 'grapheme' }),
+  // Lone surrogates: UTF-8 encoding replaces them, tupleKey must do exactly the same.
+  fc.string({ unit: 'binary' }),
+  fc.uint8Array({ maxLength: 40 }).map((a) => Buffer.from(a)),
+  fc.integer(),
+  fc.double(),
+  fc.bigInt(),
+);
+
+describe('tupleKey', () => {
+  it('is tupleBytes(values) as latin1, for any tuple', () => {
+    fc.assert(
+      fc.property(fc.array(value, { maxLength: 5 }), (values) => {
+        expect(tupleKey(values)).toBe(tupleBytes(values).toString('latin1'));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('keeps one key per value whatever the driver representation, and tuples apart', () => {
+    expect(tupleKey([5])).toBe(tupleKey(['5']));
+    expect(tupleKey([5n])).toBe(tupleKey([5]));
+    expect(tupleKey(['ab', 'c'])).not.toBe(tupleKey(['a', 'bc']));
+    expect(tupleKey([null])).not.toBe(tupleKey(['']));
+    expect(tupleKey([Buffer.from('a')])).not.toBe(tupleKey(['a']));
+    expect(tupleKey(['é'])).toBe(tupleKey(['é'])); // 2 UTF-8 bytes, length-prefixed as 2
+    expect(tupleKey(['é']).length).toBe(1 + 4 + 2);
+  });
+});
