@@ -327,8 +327,11 @@ export async function loadChangeSet(
  */
 export function encodePk(pk: readonly Value[]): Buffer {
   if (pk.length === 1) {
-    // The common case, in one allocation: a one-column key of fewer than 251 bytes.
-    const v = pk[0] ?? null;
+    // The common case, in one allocation: a one-column key of fewer than 251 bytes (an integer
+    // key as its decimal text, as canonicalBytes writes it).
+    let v = pk[0] ?? null;
+    if (typeof v === 'number') v = Object.is(v, -0) ? '-0' : String(v);
+    else if (typeof v === 'bigint') v = v.toString();
     if (typeof v === 'string' && v.length < 84) {
       const b = Buffer.allocUnsafe(1 + Buffer.byteLength(v, 'utf8'));
       b[0] = b.write(v, 1, 'utf8');

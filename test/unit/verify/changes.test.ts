@@ -29,6 +29,12 @@ describe('recorded primary keys', () => {
     [Buffer.alloc(70_000, 1)],
     [''],
     [-0],
+    [0],
+    [7],
+    [-2147483648],
+    [9007199254740991],
+    [1.5],
+    [-12n],
   ];
 
   it('are stored as the text-protocol payload of their canonical bytes, and read back exactly', () => {
