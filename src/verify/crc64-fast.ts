@@ -95,6 +95,11 @@ export class Crc64Wasm {
     out[1] = this.i32[RESULT >> 2]!;
   }
 
+  /** Size of the module's memory (tests: it grows only as far as the rows need). */
+  get memoryBytes(): number {
+    return this.x.memory.buffer.byteLength;
+  }
+
   private reserve(len: number): void {
     const need = DATA + len;
     const have = this.x.memory.buffer.byteLength;

@@ -98,6 +98,12 @@ export function canonicalBytes(v: Value): Buffer | null {
   return Buffer.from(v.toString(), 'latin1');
 }
 
+/**
+ * Rows up to this size are hashed in WebAssembly; a larger one (a LONGBLOB of hundreds of MB)
+ * in JavaScript, rather than growing the module's memory to its size for the rest of the run.
+ */
+export const WASM_MAX_ROW = 16 << 20;
+
 const SHORT_HEADS = Array.from({ length: 251 }, (_, i) => Buffer.from([i]));
 
 function lenencHead(len: number): Buffer {
@@ -205,7 +211,7 @@ export class RowHasher {
    * received packet buffer never is): the WebAssembly side keeps its copy for the next row.
    */
   hashView(view: RowView, n: number, out: Int32Array): void {
-    if (view.minimal && !this.anyFloat) {
+    if (view.minimal && !this.anyFloat && view.rowEnd - view.rowStart <= WASM_MAX_ROW) {
       this.wasm.row(view.buf, view.rowStart, view.rowEnd, n, out);
       return;
     }

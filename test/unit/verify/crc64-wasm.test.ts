@@ -4,8 +4,9 @@ import { describe, expect, it } from 'vitest';
 // @ts-expect-error: a plain .mjs build script without type declarations
 import { compileCrc64, renderModule } from '../../../scripts/wasm.mjs';
 import { crc64Hex, hex64 } from '../../../src/verify/crc64.js';
-import { Crc64Wasm } from '../../../src/verify/crc64-fast.js';
-import { type RawValue, RowHasher, textRowPayload } from '../../../src/verify/rowhash.js';
+import { Crc64Wasm, crc64Wasm } from '../../../src/verify/crc64-fast.js';
+import { type RawValue, RowHasher, textRowPayload, WASM_MAX_ROW } from '../../../src/verify/rowhash.js';
+import { rowViewOf } from '../../../src/verify/scan.js';
 
 const hexOf = (x: Int32Array): string => hex64(x[0]!, x[1]!);
 
@@ -100,5 +101,16 @@ describe('CRC-64 in WebAssembly', () => {
     expect(hexOf(out)).toBe(want(small));
     w.row(buf, buf.length - pSmall.length, buf.length, 1, out);
     expect(hexOf(out)).toBe(want(small));
+  });
+
+  it('hashes a row larger than WASM_MAX_ROW in JavaScript, to the same result', () => {
+    const row: RawValue[] = [Buffer.from('7'), Buffer.alloc(WASM_MAX_ROW + 10, 0xa5)];
+    const h = new RowHasher(['int', 'binary']);
+    const x = new Int32Array(2);
+    const y = new Int32Array(2);
+    h.hash(row, x);
+    h.hashView(rowViewOf(row), 2, y);
+    expect(hexOf(y)).toBe(hexOf(x));
+    expect(crc64Wasm().memoryBytes).toBeLessThan(WASM_MAX_ROW);
   });
 });
