@@ -48,6 +48,13 @@ export interface RowView {
   rowEnd: number;
   /** Every length prefix in the payload is minimal (then it is the canonical encoding). */
   minimal: boolean;
+  /**
+   * `buf` is a packet buffer as mysql2 received it (a socket chunk, or a packet reassembled into
+   * a buffer of its own), which nothing writes after it arrived: consumers may keep using bytes
+   * of it across rows (the verifier's WebAssembly hash copies it in once for all its rows).
+   * False for views over any other buffer.
+   */
+  received: boolean;
 }
 
 function emptyView(n: number): RowView {
@@ -58,6 +65,7 @@ function emptyView(n: number): RowView {
     rowStart: 0,
     rowEnd: 0,
     minimal: true,
+    received: false,
   };
 }
 
@@ -155,6 +163,7 @@ export function streamRowViews(
           )
             throw new Error('unexpected mysql2 packet shape');
           parseTextRow(packet.buffer, packet.offset, packet.end, view, columns);
+          view.received = true;
         } catch (e) {
           failed = new ReshardError('bug', 'E_BUG', `cannot read a row packet: ${(e as Error).message}`, {
             cause: e,
@@ -171,6 +180,7 @@ export function streamRowViews(
       (row) => {
         if (row === null || failed !== undefined) return;
         fillViewFromRow(view, row); // mysql2 parsed the row itself: same bytes, one copy
+        view.received = false;
         take();
       },
       (q) =>

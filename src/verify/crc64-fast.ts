@@ -5,12 +5,12 @@
  * tests check the two agree byte for byte, and every other path (column by column, FLOAT
  * normalisation, the tailer's values) still uses them.
  *
- * Bytes must be in the module's memory to be hashed. A row's packet buffer — mysql2's socket
- * chunk, holding a few hundred rows — is copied in once, when its first row is hashed, and the
- * rows after it in the same buffer cost no copy: the copy is keyed by the buffer's identity,
- * which is sound because a received packet buffer is never written after it arrives (mysql2
- * parses it and hands out views). A buffer larger than CHUNK_MAX is not cached: only the row is
- * copied.
+ * Bytes must be in the module's memory to be hashed. A received packet buffer (RowView.received:
+ * mysql2's socket chunk, holding a few hundred rows) is copied in once, from the first row hashed
+ * to its end, and the rows after it in the same buffer cost no copy: the copy is keyed by the
+ * buffer's identity, which is sound only because nothing writes a received packet buffer after it
+ * arrives (mysql2 parses it and hands out views). Any other buffer, and any buffer of more than
+ * CHUNK_MAX bytes from the row on, has just the row copied, every time.
  */
 import { CRC64_TABLES } from './crc64.js';
 import { CRC64_WASM_BASE64 } from './crc64-wasm.js';
@@ -45,7 +45,9 @@ export class Crc64Wasm {
   private readonly x: Exports;
   private u8: Uint8Array;
   private i32: Int32Array;
+  /** The buffer whose bytes from `base` on are at DATA (a received packet buffer), if any. */
   private cached: Uint8Array | undefined;
+  private base = 0;
 
   constructor() {
     compiled ??= new WebAssembly.Module(Buffer.from(CRC64_WASM_BASE64, 'base64'));
@@ -73,17 +75,19 @@ export class Crc64Wasm {
 
   /**
    * fmix64(CRC-64/XZ(u32be(n) · buf[start, end))) into out = [hi, lo]: RowHasher.hashView of a
-   * row of n columns whose payload buf[start, end) is canonical.
+   * row of n columns whose payload buf[start, end) is canonical. `received`: buf is a received
+   * packet buffer, never written again (RowView.received), so its copy may serve later rows.
    */
-  row(buf: Uint8Array, start: number, end: number, n: number, out: Int32Array): void {
+  row(buf: Uint8Array, start: number, end: number, n: number, out: Int32Array, received = false): void {
     let p: number;
-    if (buf === this.cached) {
-      p = DATA + start;
-    } else if (buf.length <= CHUNK_MAX) {
-      this.reserve(buf.length);
-      this.u8.set(buf, DATA);
+    if (received && buf === this.cached && start >= this.base) {
+      p = DATA + start - this.base;
+    } else if (received && buf.length - start <= CHUNK_MAX) {
+      this.reserve(buf.length - start);
+      this.u8.set(start === 0 ? buf : buf.subarray(start), DATA);
       this.cached = buf;
-      p = DATA + start;
+      this.base = start;
+      p = DATA;
     } else {
       this.cached = undefined;
       this.reserve(end - start);

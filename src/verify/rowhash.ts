@@ -207,12 +207,12 @@ export class RowHasher {
    * hash() of a row given as spans of its packet (the scan's path): when the packet's payload is
    * already canonical (minimal length prefixes, no FLOAT/DOUBLE column to normalise), the CRC
    * runs over it in one pass, in WebAssembly (crc64-fast.ts); otherwise column by column, as
-   * hash() does. Same result either way. `view.buf` must not be written after the call (a
-   * received packet buffer never is): the WebAssembly side keeps its copy for the next row.
+   * hash() does. Same result either way. A view marked `received` lets the WebAssembly side keep
+   * its copy of the buffer for the next rows (see crc64-fast.ts).
    */
   hashView(view: RowView, n: number, out: Int32Array): void {
     if (view.minimal && !this.anyFloat && view.rowEnd - view.rowStart <= WASM_MAX_ROW) {
-      this.wasm.row(view.buf, view.rowStart, view.rowEnd, n, out);
+      this.wasm.row(view.buf, view.rowStart, view.rowEnd, n, out, view.received);
       return;
     }
     const s = this.s;

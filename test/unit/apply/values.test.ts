@@ -30,7 +30,8 @@ describe('tupleKey', () => {
     expect(tupleKey(['ab', 'c'])).not.toBe(tupleKey(['a', 'bc']));
     expect(tupleKey([null])).not.toBe(tupleKey(['']));
     expect(tupleKey([Buffer.from('a')])).not.toBe(tupleKey(['a']));
-    expect(tupleKey(['é'])).toBe(tupleKey(['é'])); // 2 UTF-8 bytes, length-prefixed as 2
-    expect(tupleKey(['é']).length).toBe(1 + 4 + 2);
+    // tag 2, length 2 (big-endian), then é's two UTF-8 bytes as latin1 characters
+    expect(tupleKey(['é'])).toBe('\x02\x00\x00\x00\x02\xc3\xa9');
+    expect(tupleKey([null, 7])).toBe('\x00\x00\x00\x00\x00\x02\x00\x00\x00\x017');
   });
 });
