@@ -51,7 +51,7 @@ import { hashHi, hashLo, xxh64HalvesOfBytes } from '../plan/hash.js';
 import type { ControlConnection } from '../state/control.js';
 import { BloomFilter } from './bloom.js';
 import { CHANGE_BITS, changeIdOf, pkHashOfValues } from './bucket.js';
-import { canonicalBytes, lenenc, type RawRow, textRowPayload } from './rowhash.js';
+import { canonicalBytes, canonicalNumberText, lenenc, type RawRow, textRowPayload } from './rowhash.js';
 import { fetchRows } from './scan.js';
 
 const BLOOM = '`reshard_bloom_filters`';
@@ -328,10 +328,9 @@ export async function loadChangeSet(
 export function encodePk(pk: readonly Value[]): Buffer {
   if (pk.length === 1) {
     // The common case, in one allocation: a one-column key of fewer than 251 bytes (an integer
-    // key as its decimal text, as canonicalBytes writes it).
+    // key as its canonical text).
     let v = pk[0] ?? null;
-    if (typeof v === 'number') v = Object.is(v, -0) ? '-0' : String(v);
-    else if (typeof v === 'bigint') v = v.toString();
+    if (typeof v === 'number' || typeof v === 'bigint') v = canonicalNumberText(v);
     if (typeof v === 'string' && v.length < 84) {
       const b = Buffer.allocUnsafe(1 + Buffer.byteLength(v, 'utf8'));
       b[0] = b.write(v, 1, 'utf8');

@@ -94,8 +94,12 @@ export function canonicalBytes(v: Value): Buffer | null {
   if (v === null) return null;
   if (Buffer.isBuffer(v)) return v;
   if (typeof v === 'string') return Buffer.from(v, 'utf8');
-  if (typeof v === 'number') return Buffer.from(Object.is(v, -0) ? '-0' : String(v), 'latin1');
-  return Buffer.from(v.toString(), 'latin1');
+  return Buffer.from(canonicalNumberText(v), 'latin1');
+}
+
+/** The canonical text of a number or bigint value (what canonicalBytes stores; '-0' kept). */
+export function canonicalNumberText(v: number | bigint): string {
+  return typeof v === 'number' && Object.is(v, -0) ? '-0' : v.toString();
 }
 
 /**
@@ -218,20 +222,18 @@ export class RowHasher {
     const s = this.s;
     crc64Start(s);
     crc64Uint32BE(s, n);
-    {
-      const buf = view.buf;
-      for (let i = 0; i < n; i++) {
-        const p = view.start[i]!;
-        if (p < 0) {
-          crc64Byte(s, 0xfb);
-          continue;
-        }
-        let v = buf.subarray(p, p + view.len[i]!);
-        if (this.floats[i]) v = canonicalFloat(v);
-        const h = lenencHead(v.length);
-        crc64Update(s, h, 0, h.length);
-        crc64Update(s, v, 0, v.length);
+    const buf = view.buf;
+    for (let i = 0; i < n; i++) {
+      const p = view.start[i]!;
+      if (p < 0) {
+        crc64Byte(s, 0xfb);
+        continue;
       }
+      let v = buf.subarray(p, p + view.len[i]!);
+      if (this.floats[i]) v = canonicalFloat(v);
+      const h = lenencHead(v.length);
+      crc64Update(s, h, 0, h.length);
+      crc64Update(s, v, 0, v.length);
     }
     crc64Finish(s);
     fmix64(s[0]!, s[1]!, out);
