@@ -15,9 +15,10 @@
  * When the shard key is part of the primary key, no primary key can live on two sources, so the
  * applier skips the ownership check (fast path: plain upsert / delete by primary key).
  */
-import type { Connection, RowDataPacket } from 'mysql2/promise';
+import type { Connection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { q, qt } from '../db/quote.js';
 import { classifyError, withRetry } from '../db/retry.js';
+import { HELD_MAX_CHARS, Statements, takesManyStatements } from '../db/statements.js';
 import { PreconditionError } from '../errors.js';
 import { routeKeyOf, type TableMeta } from './table.js';
 import { decodeImage, encodeImage, type Row, sqlParam, tupleHash, tupleKey, type Value } from './values.js';
@@ -59,6 +60,8 @@ export interface ApplierOptions {
   signal?: AbortSignal;
   /** Total attempts for one transaction (deadlocks, lost connections). */
   attempts?: number;
+  /** Most characters of statements sent in one packet (default `HELD_MAX_CHARS`; tests lower it). */
+  maxHeldChars?: number;
 }
 
 /**
@@ -148,6 +151,8 @@ const STRICT_MODE = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_
 
 export class TargetApplier {
   private conn: Connection | undefined;
+  /** Whether `conn` takes several statements per packet (see `Statements`). */
+  private multi = false;
   private readonly meta: string;
 
   constructor(private readonly opts: ApplierOptions) {
@@ -160,6 +165,7 @@ export class TargetApplier {
       // Exact copies: strict mode turns any value the target cannot hold into an error instead
       // of a silent truncation; NO_AUTO_VALUE_ON_ZERO keeps an explicit 0 in an AUTO_INCREMENT.
       await c.query(STRICT_MODE);
+      this.multi = takesManyStatements(c);
       this.conn = c;
     }
     return this.conn;
@@ -215,14 +221,15 @@ export class TargetApplier {
       async () => {
         const conn = await this.connection();
         const stats: ApplyStats = { written: 0, deleted: 0, parked: 0, promoted: 0 };
-        await conn.query('START TRANSACTION');
+        const st = new Statements(conn, this.multi, this.opts.maxHeldChars ?? HELD_MAX_CHARS);
         try {
+          await st.write('START TRANSACTION');
           for (const run of runs(ops)) {
-            if (run[0]!.kind === 'upsert') await this.upsertRun(conn, run, stats);
-            else await this.deleteRun(conn, run, stats);
+            if (run[0]!.kind === 'upsert') await this.upsertRun(st, run, stats);
+            else await this.deleteRun(st, run, stats);
           }
           if (position) {
-            await conn.query(
+            await st.write(
               `INSERT INTO ${this.meta}.apply_positions (job_id, source, target, binlog_file, binlog_pos, gtid) VALUES (?, ?, ?, ?, ?, ?)
                ON DUPLICATE KEY UPDATE binlog_file = VALUES(binlog_file), binlog_pos = VALUES(binlog_pos), gtid = VALUES(gtid)`,
               [
@@ -235,6 +242,8 @@ export class TargetApplier {
               ],
             );
           }
+          // The writes run on the server while beforeCommit's work is in flight.
+          await st.flush();
           await opts.beforeCommit?.();
           await conn.query('COMMIT');
           return stats;
@@ -252,13 +261,13 @@ export class TargetApplier {
     );
   }
 
-  private async writeRows(conn: Connection, t: TableMeta, rows: Row[]): Promise<void> {
+  private async writeRows(st: Statements, t: TableMeta, rows: Row[]): Promise<void> {
     if (rows.length === 0) return;
     const tuple = `(${t.columns.map(() => '?').join(', ')})`;
     const updates = t.columns.map((c) => `${q(c)} = VALUES(${q(c)})`).join(', ');
     const params: unknown[] = [];
     for (const r of rows) for (const v of r) params.push(sqlParam(v));
-    await conn.query(
+    await st.write(
       `INSERT INTO ${t.sql.table} (${t.sql.columns}) VALUES ${rows.map(() => tuple).join(', ')} ON DUPLICATE KEY UPDATE ${updates}`,
       params,
     );
@@ -283,14 +292,14 @@ export class TargetApplier {
    * when a returned row pairs with no incoming row, the rows are paired again by the server
    * itself through a join (slower, and only in that rare case).
    */
-  private async existing(conn: Connection, t: TableMeta, rows: Row[]): Promise<Map<number, Row>> {
+  private async existing(st: Statements, t: TableMeta, rows: Row[]): Promise<Map<number, Row>> {
     const pkCols = t.pk.map((i) => t.columns[i]!);
     const w = this.pkWhere(t, rows);
-    const [res] = await conn.query<RowDataPacket[]>({
-      sql: `SELECT ${q(t.columns[t.shardKey]!)}, ${pkCols.map((c) => q(c)).join(', ')} FROM ${t.sql.table} WHERE ${w.sql} FOR UPDATE`,
-      values: w.params,
-      rowsAsArray: true,
-    });
+    const res = await st.read(
+      `SELECT ${q(t.columns[t.shardKey]!)}, ${pkCols.map((c) => q(c)).join(', ')} FROM ${t.sql.table} WHERE ${w.sql} FOR UPDATE`,
+      w.params,
+      true,
+    );
     const found = res as unknown as Value[][];
     const out = new Map<number, Row>();
     if (found.length === 0) return out;
@@ -304,10 +313,10 @@ export class TargetApplier {
       if (idx === undefined) unpaired = true;
       else out.set(idx, f);
     }
-    return unpaired ? this.existingByJoin(conn, t, rows) : out;
+    return unpaired ? this.existingByJoin(st, t, rows) : out;
   }
 
-  private async existingByJoin(conn: Connection, t: TableMeta, rows: Row[]): Promise<Map<number, Row>> {
+  private async existingByJoin(st: Statements, t: TableMeta, rows: Row[]): Promise<Map<number, Row>> {
     const pkCols = t.pk.map((i) => t.columns[i]!);
     const params: unknown[] = [];
     const selects = rows.map((r, idx) => {
@@ -316,12 +325,12 @@ export class TargetApplier {
       return `SELECT ? AS _i, ${pkCols.map((_c, j) => `? AS ${q(`_k${j}`)}`).join(', ')}`;
     });
     const on = pkCols.map((c, j) => `t.${q(c)} = v.${q(`_k${j}`)}`).join(' AND ');
-    const [res] = await conn.query<RowDataPacket[]>({
-      sql: `SELECT v._i AS _i, t.${q(t.columns[t.shardKey]!)} AS _key, ${pkCols.map((c) => `t.${q(c)}`).join(', ')}
+    const res = await st.read(
+      `SELECT v._i AS _i, t.${q(t.columns[t.shardKey]!)} AS _key, ${pkCols.map((c) => `t.${q(c)}`).join(', ')}
               FROM (${selects.join(' UNION ALL ')}) AS v JOIN ${t.sql.table} AS t ON ${on} FOR UPDATE`,
-      values: params,
-      rowsAsArray: true,
-    });
+      params,
+      true,
+    );
     const out = new Map<number, Row>();
     for (const r of res as unknown as Value[][]) out.set(Number(r[0]), r.slice(1));
     return out;
@@ -332,16 +341,16 @@ export class TargetApplier {
     return tupleHash(pkValues);
   }
 
-  private async upsertRun(conn: Connection, run: RowOp[], stats: ApplyStats): Promise<void> {
+  private async upsertRun(st: Statements, run: RowOp[], stats: ApplyStats): Promise<void> {
     const t = run[0]!.table;
     const source = run[0]!.source;
     const rows = run.map((o) => o.row);
     if (t.shardKeyInPk) {
-      await this.writeRows(conn, t, rows);
+      await this.writeRows(st, t, rows);
       stats.written += rows.length;
       return;
     }
-    const found = await this.existing(conn, t, rows);
+    const found = await this.existing(st, t, rows);
     const winners: Row[] = [];
     const clear: Buffer[] = [];
     const park: [Buffer, Row][] = [];
@@ -358,16 +367,16 @@ export class TargetApplier {
         park.push([h, r]);
       }
     });
-    await this.writeRows(conn, t, winners);
+    await this.writeRows(st, t, winners);
     stats.written += winners.length;
     if (clear.length) {
-      await conn.query(
+      await st.write(
         `DELETE FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND source = ? AND pk_hash IN (${clear.map(() => '?').join(', ')})`,
         [this.opts.jobId, t.database, t.name, source, ...clear],
       );
     }
     if (park.length) {
-      await conn.query(
+      await st.write(
         `INSERT INTO ${this.meta}.parked_rows (job_id, db, tbl, pk_hash, source, image) VALUES ${park.map(() => '(?, ?, ?, ?, ?, ?)').join(', ')}
          ON DUPLICATE KEY UPDATE image = VALUES(image)`,
         park.flatMap(([h, r]) => [this.opts.jobId, t.database, t.name, h, source, encodeImage(r)]),
@@ -376,17 +385,19 @@ export class TargetApplier {
     }
   }
 
-  private async deleteRun(conn: Connection, run: RowOp[], stats: ApplyStats): Promise<void> {
+  private async deleteRun(st: Statements, run: RowOp[], stats: ApplyStats): Promise<void> {
     const t = run[0]!.table;
     const source = run[0]!.source;
     const rows = run.map((o) => o.row);
+    const counted = (r: ResultSetHeader) => {
+      stats.deleted += r.affectedRows;
+    };
     if (t.shardKeyInPk) {
       const w = this.pkWhere(t, rows);
-      const [res] = await conn.query(`DELETE FROM ${t.sql.table} WHERE ${w.sql}`, w.params);
-      stats.deleted += (res as { affectedRows: number }).affectedRows;
+      await st.write(`DELETE FROM ${t.sql.table} WHERE ${w.sql}`, w.params, counted);
       return;
     }
-    const found = await this.existing(conn, t, rows);
+    const found = await this.existing(st, t, rows);
     const del: Row[] = [];
     const delHashes: Buffer[] = [];
     const clear: Buffer[] = [];
@@ -407,13 +418,13 @@ export class TargetApplier {
     });
     if (del.length) {
       const w = this.pkWhere(t, del);
-      const [res] = await conn.query(`DELETE FROM ${t.sql.table} WHERE ${w.sql}`, w.params);
-      stats.deleted += (res as { affectedRows: number }).affectedRows;
+      await st.write(`DELETE FROM ${t.sql.table} WHERE ${w.sql}`, w.params, counted);
       // Another source may have parked a row under one of these keys while we held it: it is
       // the live row now.
-      const [parked] = await conn.query<RowDataPacket[]>(
+      const parked = await st.read(
         `SELECT pk_hash, source, image FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND pk_hash IN (${delHashes.map(() => '?').join(', ')}) ORDER BY pk_hash, parked_at FOR UPDATE`,
         [this.opts.jobId, t.database, t.name, ...delHashes],
+        false,
       );
       const promote = new Map<string, { source: string; image: string; hash: Buffer }>();
       for (const p of parked) {
@@ -423,12 +434,12 @@ export class TargetApplier {
       }
       if (promote.size) {
         await this.writeRows(
-          conn,
+          st,
           t,
           [...promote.values()].map((p) => decodeImage(p.image)),
         );
         for (const p of promote.values()) {
-          await conn.query(
+          await st.write(
             `DELETE FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND pk_hash = ? AND source = ?`,
             [this.opts.jobId, t.database, t.name, p.hash, p.source],
           );
@@ -437,7 +448,7 @@ export class TargetApplier {
       }
     }
     if (clear.length) {
-      await conn.query(
+      await st.write(
         `DELETE FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND source = ? AND pk_hash IN (${clear.map(() => '?').join(', ')})`,
         [this.opts.jobId, t.database, t.name, source, ...clear],
       );

@@ -441,7 +441,8 @@ class Pipeline {
     const conn = await this.sourceConn();
     this.flavor = (await serverFlavor(conn)).flavor;
     if (t.direction === 'forward') {
-      this.changesControl = await openControl(t.ctx.control.dsnForHint);
+      // Its own connection, taking several statements per packet: a record is two round trips.
+      this.changesControl = await openControl(t.ctx.control.dsnForHint, { multipleStatements: true });
       this.changes = new ChangeRecorder(this.changesControl, t.ctx.job.id, this.name);
     }
     await this.checkBinlogSettings(conn);
@@ -458,7 +459,7 @@ class Pipeline {
         target: target.name,
         metaDb: t.opts.metaDb,
         sourceOwnerOf: t.sourceOwnerOf,
-        connect: () => connect(target.endpoint, `target ${target.name}`),
+        connect: () => connect(target.endpoint, `target ${target.name}`, { multipleStatements: true }),
         attempts: 30,
       });
       await applier.open();

@@ -350,8 +350,8 @@ async function runJob(
   const sourceOwnerOf = sourceOwnerFn((k) => index.ownerOf('from', k));
   for (const t of targetNames) {
     const shard = shardsByName.get(t)!;
-    const connectTarget = async () => {
-      const c = await connectShard(shard);
+    const connectTarget = async (multipleStatements = false) => {
+      const c = await connectShard(shard, { multipleStatements });
       await c.query('SET SESSION innodb_lock_wait_timeout = 10');
       return c;
     };
@@ -364,10 +364,10 @@ async function runJob(
         metaDb: opts.metaDb,
         sourceOwnerOf,
         attempts: 5,
-        connect: connectTarget,
+        connect: () => connectTarget(true),
       });
       await a.open();
-      writers.push(new TargetWriter(a, connectTarget, bulkState));
+      writers.push(new TargetWriter(a, () => connectTarget(), bulkState));
     }
     pools.set(t, new TargetPool(t, writers));
   }

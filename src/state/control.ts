@@ -43,10 +43,13 @@ export function resolveControlDsn(flag: string | undefined): string {
  * Connect to the control server without selecting the database (it may not exist yet) and
  * without checking the schema. Only `init` should use this directly; see `openControl`.
  */
-export async function connectControl(flag: string | undefined): Promise<ControlConnection> {
+export async function connectControl(
+  flag: string | undefined,
+  opts: { multipleStatements?: boolean } = {},
+): Promise<ControlConnection> {
   const dsn = resolveControlDsn(flag);
   const ep = parseControlDsn(dsn);
-  const conn = await connect(ep, 'control', { withDatabase: false });
+  const conn = await connect(ep, 'control', { withDatabase: false, ...opts });
   return {
     conn,
     database: ep.database,
@@ -57,8 +60,11 @@ export async function connectControl(flag: string | undefined): Promise<ControlC
 }
 
 /** Connect and refuse unless the control schema is initialised and at this binary's version. */
-export async function openControl(flag: string | undefined): Promise<ControlConnection> {
-  const ctl = await connectControl(flag);
+export async function openControl(
+  flag: string | undefined,
+  opts: { multipleStatements?: boolean } = {},
+): Promise<ControlConnection> {
+  const ctl = await connectControl(flag, opts);
   try {
     await checkControlSchema(ctl);
     return ctl;

@@ -46,6 +46,7 @@
  */
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import type { Value } from '../apply/values.js';
+import { HELD_MAX_CHARS, Statements, takesManyStatements } from '../db/statements.js';
 import { RetriesExhaustedError } from '../errors.js';
 import { hashHi, hashLo, xxh64HalvesOfBytes } from '../plan/hash.js';
 import type { ControlConnection } from '../state/control.js';
@@ -284,16 +285,6 @@ function wholeBits(f: BloomFilter): Buffer {
   return Buffer.from(f.bits.buffer, f.bits.byteOffset, f.bits.byteLength);
 }
 
-/** The newest generation of (job, shard), by a locking read (call it inside a transaction). */
-async function latestGeneration(conn: Connection, jobId: number, shard: string): Promise<number | undefined> {
-  const [rows] = await conn.query<RowDataPacket[]>(
-    `SELECT generation FROM ${BLOOM} WHERE job_id = ? AND shard = ? ORDER BY generation DESC LIMIT 1 FOR UPDATE`,
-    [jobId, shard],
-  );
-  const g = rows[0]?.generation;
-  return g === null || g === undefined ? undefined : Number(g);
-}
-
 /**
  * Changes recorded since an epoch: the union of every generation ≥ since[shard] (all
  * generations of shards `since` does not name; everything when `since` is null). Generations
@@ -439,15 +430,31 @@ function readLenenc(buf: Buffer, off: number): [number, number] {
 
 const MAX_ATTEMPTS = 20;
 
+/** The newest epoch row of a (job, shard), as insertGeneration reads it. */
+interface EpochRow {
+  epoch: number;
+  keyCount: number;
+  overflowed: boolean;
+}
+
 async function insertGeneration(
   conn: Connection,
   jobId: number,
   shard: string,
   /** The generation's filter (stored sparse when that is smaller: it holds only what this write adds). */
   build: () => BloomFilter,
-  /** More writes in the same transaction, after the generation is inserted. */
-  also?: (base: number | undefined, generation: number) => Promise<void>,
+  /**
+   * More writes in the same transaction, after the generation is inserted: `epoch` is the newest
+   * epoch at or below `generation`. Writes go through `st` (sent with the COMMIT).
+   */
+  also?: (
+    st: Statements,
+    base: number | undefined,
+    generation: number,
+    epoch: EpochRow | undefined,
+  ) => Promise<void>,
 ): Promise<number> {
+  const multi = takesManyStatements(conn);
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
     const filter = build();
     // Sparse unless the delta is so large (a catch-up batch of tens of thousands of keys) that
@@ -455,25 +462,55 @@ async function insertGeneration(
     const sparse = encodeSparseBits(filter.bits);
     const [encoding, stored] =
       sparse.length < filter.bits.length ? [SPARSE, sparse] : [WHOLE, wholeBits(filter)];
-    await conn.beginTransaction();
+    // Two round trips on the recorder's connection (multipleStatements): the reads, then every
+    // write with the COMMIT. The tailer's target commits wait for this write.
+    const st = new Statements(conn, multi, HELD_MAX_CHARS);
     try {
+      await st.write('START TRANSACTION');
       // The newest generation, read with a locking read inside this transaction: it sees the
       // newest committed row, and its next-key lock keeps every other writer from inserting
       // above it until we commit (they wait, or deadlock and retry). Read before the
       // transaction, it could be stale by the time of the insert — the tailer's write h and a
       // compaction folding it (deleting h) could both land in between, and our insert of h would
       // then fill the hole below the newest generation, outside the epoch it belongs to.
-      const base = await latestGeneration(conn, jobId, shard);
+      // The newest epoch is read after the lock is held, as every epoch writer takes a generation.
+      const [gens, epochs] = await st.readMany([
+        [
+          `SELECT generation FROM ${BLOOM} WHERE job_id = ? AND shard = ? ORDER BY generation DESC LIMIT 1 FOR UPDATE`,
+          [jobId, shard],
+        ],
+        [
+          `SELECT epoch, key_count, overflowed FROM ${EPOCHS} WHERE job_id = ? AND shard = ? ORDER BY epoch DESC LIMIT 1`,
+          [jobId, shard],
+        ],
+      ]);
+      const g = gens![0]?.generation;
+      const base = g === null || g === undefined ? undefined : Number(g);
       const generation = (base ?? 0) + 1;
-      await conn.query(
+      let ep = epochs![0];
+      if (ep && Number(ep.epoch) > generation) {
+        // An epoch above the generation being written (its generations pruned away): the one
+        // this generation belongs to is an older one.
+        ep = (
+          await st.read(
+            `SELECT epoch, key_count, overflowed FROM ${EPOCHS} WHERE job_id = ? AND shard = ? AND epoch <= ? ORDER BY epoch DESC LIMIT 1`,
+            [jobId, shard, generation],
+          )
+        )[0];
+      }
+      const epoch: EpochRow | undefined = ep
+        ? { epoch: Number(ep.epoch), keyCount: Number(ep.key_count), overflowed: Number(ep.overflowed) !== 0 }
+        : undefined;
+      await st.write(
         `INSERT INTO ${BLOOM} (job_id, shard, generation, bits, encoding, k, m, inserted) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
         [jobId, shard, generation, stored, encoding, filter.k, filter.m, filter.inserted],
       );
       // Generation g+1 is ours: until we commit, every other writer of this (job, shard) — filter,
       // keys, epoch or compaction — waits for it or fails on it and starts over, so what we read
       // is still current.
-      await also?.(base, generation);
-      await conn.commit();
+      await also?.(st, base, generation, epoch);
+      await st.write('COMMIT');
+      await st.flush();
       return generation;
     } catch (e) {
       await conn.rollback().catch(() => undefined);
@@ -556,20 +593,17 @@ const recordedKeys = new WeakMap<object, Map<string, { epoch: number; keys: Set<
  * reads keys before the first epoch, so none are kept. An overflowed epoch keeps no more.
  */
 async function addKeys(
+  st: Statements,
   conn: Connection,
   jobId: number,
   shard: string,
   generation: number,
+  ep: EpochRow | undefined,
   keys: Map<string, Map<string, Map<string, Buffer>>>,
   maxKeys: number,
 ): Promise<(() => void) | undefined> {
-  const [rows] = await conn.query<RowDataPacket[]>(
-    `SELECT epoch, key_count, overflowed FROM ${EPOCHS} WHERE job_id = ? AND shard = ? AND epoch <= ? ORDER BY epoch DESC LIMIT 1`,
-    [jobId, shard, generation],
-  );
-  const ep = rows[0];
-  if (!ep || Number(ep.overflowed) !== 0) return undefined;
-  const epoch = Number(ep.epoch);
+  if (!ep || ep.overflowed) return undefined;
+  const epoch = ep.epoch;
   const byShard = recordedKeys.get(conn) ?? new Map<string, { epoch: number; keys: Set<string> }>();
   const mine = byShard.get(`${jobId}\0${shard}`);
   const known = mine?.epoch === epoch ? mine.keys : new Set<string>();
@@ -590,9 +624,9 @@ async function addKeys(
     }
   }
   if (fresh.length === 0) return undefined;
-  const count = Number(ep.key_count) + fresh.length;
+  const count = ep.keyCount + fresh.length;
   if (count > maxKeys) {
-    await conn.query(`UPDATE ${EPOCHS} SET overflowed = 1 WHERE job_id = ? AND shard = ? AND epoch = ?`, [
+    await st.write(`UPDATE ${EPOCHS} SET overflowed = 1 WHERE job_id = ? AND shard = ? AND epoch = ?`, [
       jobId,
       shard,
       epoch,
@@ -611,12 +645,12 @@ async function addKeys(
       bytes += (values[i]![7] as Buffer).length;
       batch.push(values[i++]!);
     }
-    await conn.query(
+    await st.write(
       `INSERT INTO ${KEYS} (job_id, shard, generation, table_name, target, part, key_count, pks) VALUES ?`,
       [batch],
     );
   }
-  await conn.query(`UPDATE ${EPOCHS} SET key_count = ? WHERE job_id = ? AND shard = ? AND epoch = ?`, [
+  await st.write(`UPDATE ${EPOCHS} SET key_count = ? WHERE job_id = ? AND shard = ? AND epoch = ?`, [
     count,
     jobId,
     shard,
@@ -658,10 +692,19 @@ export async function recordChanges(
       addChanges(f, list);
       return f;
     },
-    async (base, generation) => {
+    async (st, base, generation, epoch) => {
       remember =
         base !== undefined
-          ? await addKeys(conn, jobId, source, generation, keys, opts.maxKeys ?? CHANGED_KEYS_PER_EPOCH)
+          ? await addKeys(
+              st,
+              conn,
+              jobId,
+              source,
+              generation,
+              epoch,
+              keys,
+              opts.maxKeys ?? CHANGED_KEYS_PER_EPOCH,
+            )
           : undefined;
     },
   );
@@ -685,10 +728,10 @@ export async function openEpoch(
       jobId,
       shard,
       () => BloomFilter.create(CHANGE_FILTER_KEYS, CHANGE_FILTER_FP),
-      async (_base, generation) => {
+      async (st, _base, generation) => {
         // A number seen before (generations are never reused while their chain exists, so this
         // is defensive): keys may be left from then, so the epoch cannot claim to be exact.
-        await conn.query(
+        await st.write(
           `INSERT INTO ${EPOCHS} (job_id, shard, epoch) VALUES (?, ?, ?) ON DUPLICATE KEY UPDATE overflowed = 1`,
           [jobId, shard, generation],
         );

@@ -18,14 +18,18 @@ export function port(name: SandboxName): number {
 }
 
 /** A root connection to a sandbox server (exact-value options, UTC session). */
-export async function rootConn(name: SandboxName, database?: string): Promise<Connection> {
+export async function rootConn(
+  name: SandboxName,
+  database?: string,
+  opts: { multipleStatements?: boolean } = {},
+): Promise<Connection> {
   const c = await mysql.createConnection({
     host: '127.0.0.1',
     port: port(name),
     user: 'root',
     ...(database ? { database } : {}),
     ...EXACT_VALUE_OPTIONS,
-    multipleStatements: true,
+    multipleStatements: opts.multipleStatements ?? true,
   });
   await c.query("SET SESSION time_zone = '+00:00'");
   return c;

@@ -18,7 +18,9 @@ CREATE TABLE corpus (id INT NOT NULL PRIMARY KEY, user_id BIGINT UNSIGNED NOT NU
   maybe VARCHAR(5) NULL) ENGINE=InnoDB;
 `;
 
-describe('TargetApplier', () => {
+// Every case runs twice: with the applier's connection as reshard opens it (multipleStatements:
+// held writes go out in one packet) and with a connection that takes one statement at a time.
+describe.each([true, false])('TargetApplier (multipleStatements %s)', (multi) => {
   const db = uniqueDb('apply');
   const metaDb = `${db}_meta`;
   let drop: () => Promise<void>;
@@ -48,13 +50,14 @@ describe('TargetApplier', () => {
   const router = createRouter(topo);
   const ownerOf = sourceOwnerFn((k) => router.ownerOf(k));
 
+  const connectT0 = () => rootConn('t0', db, { multipleStatements: multi });
   const newApplier = (job: number) =>
     new TargetApplier({
       jobId: job,
       target: 't0',
       metaDb,
       sourceOwnerOf: ownerOf,
-      connect: () => rootConn('t0', db),
+      connect: connectT0,
     });
 
   beforeAll(async () => {
@@ -169,7 +172,7 @@ describe('TargetApplier', () => {
       target: 't9',
       metaDb,
       sourceOwnerOf: ownerOf,
-      connect: () => rootConn('t0', db),
+      connect: connectT0,
     });
     await other.open();
     try {
@@ -208,6 +211,90 @@ describe('TargetApplier', () => {
       row.map((v) => (Buffer.isBuffer(v) ? v.toString('hex') : v)),
     );
     expect(got[1]!.slice(2).every((v) => v === null)).toBe(true);
+  });
+
+  it('sends the writes of a transaction in one packet when the connection allows it', async () => {
+    await conn.query('DELETE FROM users');
+    const sent: string[] = [];
+    const counting = new TargetApplier({
+      jobId,
+      target: 't0',
+      metaDb,
+      sourceOwnerOf: ownerOf,
+      connect: async () => {
+        const c = await connectT0();
+        const query = c.query.bind(c);
+        (c as { query: unknown }).query = (...args: Parameters<typeof query>) => {
+          const sql = args[0];
+          sent.push(typeof sql === 'string' ? sql : (sql as { sql: string }).sql);
+          return query(...args);
+        };
+        return c;
+      },
+    });
+    await counting.open();
+    try {
+      await counting.apply([up(users, 's0', ['20', 'a']), up(users, 's0', ['22', 'b'])]);
+      sent.length = 0;
+      // Four runs (upsert, delete, upsert, delete) and a position: 7 statements with COMMIT.
+      const stats = await counting.apply(
+        [
+          up(users, 's0', ['24', 'c']),
+          del(users, 's0', ['20', 'a']),
+          up(users, 's0', ['20', 'a2']),
+          del(users, 's0', ['22', 'b']),
+        ],
+        { source: 's0', file: 'binlog.000001', pos: 500 },
+      );
+      expect(stats).toEqual({ written: 2, deleted: 2, parked: 0, promoted: 0 });
+      expect(sent.length).toBe(multi ? 2 : 7);
+      expect(sent.at(-1)).toBe('COMMIT');
+      const [r] = await conn.query<RowDataPacket[]>('SELECT id, name FROM users ORDER BY id');
+      expect(r.map((x) => [String(x.id), x.name])).toEqual([
+        ['20', 'a2'],
+        ['24', 'c'],
+      ]);
+      expect((await counting.appliedPosition('s0'))?.pos).toBe(500);
+    } finally {
+      await counting.close();
+    }
+  });
+
+  it('a failing statement after writes already sent in earlier packets rolls back the whole transaction', async () => {
+    await conn.query('DELETE FROM users');
+    const small = new TargetApplier({
+      jobId,
+      target: 't0',
+      metaDb,
+      sourceOwnerOf: ownerOf,
+      connect: connectT0,
+      maxHeldChars: 200,
+    });
+    await small.open();
+    try {
+      await small.apply([up(users, 's0', ['30', 'keep'])], { source: 's0', file: 'binlog.000002', pos: 10 });
+      const ops: RowOp[] = [];
+      for (let i = 0; i < 20; i++) {
+        ops.push(up(users, 's0', [String(100 + 2 * i), `n${i}`]));
+        ops.push(del(users, 's0', ['30', 'keep']));
+      }
+      // Too long for VARCHAR(40) under strict mode: the last statement fails.
+      ops.push(up(users, 's0', ['400', 'x'.repeat(41)]));
+      await expect(small.apply(ops, { source: 's0', file: 'binlog.000002', pos: 20 })).rejects.toThrow(
+        /too long/i,
+      );
+      const [r] = await conn.query<RowDataPacket[]>('SELECT id, name FROM users ORDER BY id');
+      expect(r.map((x) => [String(x.id), x.name])).toEqual([['30', 'keep']]);
+      expect((await small.appliedPosition('s0'))?.pos).toBe(10);
+      // The connection is usable afterwards, and the same transaction without the bad row commits.
+      const stats = await small.apply(ops.slice(0, -1), { source: 's0', file: 'binlog.000002', pos: 20 });
+      expect(stats.written).toBe(20);
+      const [r2] = await conn.query<RowDataPacket[]>('SELECT COUNT(*) AS n, MIN(id) AS lo FROM users');
+      expect([Number(r2[0]!.n), String(r2[0]!.lo)]).toEqual([20, '100']);
+      expect((await small.appliedPosition('s0'))?.pos).toBe(20);
+    } finally {
+      await small.close();
+    }
   });
 
   it('converges for any interleaving of two sources’ ordered streams with cross-source moves (property)', async () => {
@@ -271,7 +358,9 @@ describe('TargetApplier', () => {
             target: 't0',
             metaDb,
             sourceOwnerOf: ownerOf,
-            connect: () => rootConn('t0', db),
+            connect: connectT0,
+            // Packets of a few statements: a transaction spans several of them.
+            maxHeldChars: 600,
           });
           await a.open();
           try {
@@ -279,11 +368,20 @@ describe('TargetApplier', () => {
             let i = 0;
             let j = 0;
             let c = 0;
+            // Consecutive events of one source go into one transaction while the coin says so
+            // (a transaction holds one source's changes, as a tailer worker's do).
+            let batch: Ev[] = [];
+            const flush = async () => {
+              if (batch.length) await a.apply(batch.map((e) => e.op));
+              batch = [];
+            };
             while (i < streams.s0.length || j < streams.s1.length) {
               const takeS0 = j >= streams.s1.length || (i < streams.s0.length && coin[c++ % coin.length]);
               const ev = takeS0 ? streams.s0[i++]! : streams.s1[j++]!;
-              await a.apply([ev.op]);
+              if (batch.length && (batch[0]!.source !== ev.source || coin[c++ % coin.length])) await flush();
+              batch.push(ev);
             }
+            await flush();
             const [rows] = await conn.query<RowDataPacket[]>(
               'SELECT user_id, note FROM orders WHERE id = 42',
             );

@@ -263,8 +263,10 @@ describe('verify --incremental by exact changed keys', () => {
 
     // Two writers per source (two tailer processes, or a tailer and a restarted one), each with
     // its own control connection, record interleaved single-key batches, while a third
-    // connection opens a new epoch (a verify run starting) in the middle.
-    for (let i = 0; i < 4; i++) extra.push(await openControl(e.controlDsn));
+    // connection opens a new epoch (a verify run starting) in the middle. One writer per source
+    // sends several statements per packet, as the tailer's recorder does; the other one at a time.
+    for (let i = 0; i < 4; i++)
+      extra.push(await openControl(e.controlDsn, { multipleStatements: i % 2 === 0 }));
     const ids = [...Array(80).keys()].map((i) => i + 21);
     const bySource = new Map<string, number[]>(SOURCES.map((s) => [s, []]));
     for (const id of ids) bySource.get(e.sourceOf(BigInt(id)))!.push(id);
