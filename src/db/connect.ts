@@ -77,8 +77,9 @@ export function connectionOptions(
     ...(withDatabase && ep.database ? { database: ep.database } : {}),
     ...(ep.socket ? { socketPath: ep.socket } : { host: ep.host, port: ep.port }),
     ...EXACT_VALUE_OPTIONS,
-    // Off except on the applier's connections, whose statements are all built by reshard with
-    // quoted identifiers and escaped values (src/apply/applier.ts, `Statements`).
+    // Off except where every statement goes through `Statements` (src/db/statements.ts): the
+    // applier's target connections and the change recorder's control connection, whose
+    // statements reshard builds with quoted identifiers and values escaped by the driver.
     multipleStatements,
     connectTimeout: 10_000,
     // reshard never prepares statements (text protocol only); mysql2 would otherwise allocate a
