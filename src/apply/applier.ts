@@ -18,7 +18,7 @@
 import type { Connection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { q, qt } from '../db/quote.js';
 import { classifyError, withRetry } from '../db/retry.js';
-import { HELD_MAX_CHARS, Statements, takesManyStatements } from '../db/statements.js';
+import { HELD_MAX_CHARS, Statements } from '../db/statements.js';
 import { PreconditionError } from '../errors.js';
 import { routeKeyOf, type TableMeta } from './table.js';
 import { decodeImage, encodeImage, type Row, sqlParam, tupleHash, tupleKey, type Value } from './values.js';
@@ -151,8 +151,6 @@ const STRICT_MODE = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_
 
 export class TargetApplier {
   private conn: Connection | undefined;
-  /** Whether `conn` takes several statements per packet (see `Statements`). */
-  private multi = false;
   private readonly meta: string;
 
   constructor(private readonly opts: ApplierOptions) {
@@ -165,7 +163,6 @@ export class TargetApplier {
       // Exact copies: strict mode turns any value the target cannot hold into an error instead
       // of a silent truncation; NO_AUTO_VALUE_ON_ZERO keeps an explicit 0 in an AUTO_INCREMENT.
       await c.query(STRICT_MODE);
-      this.multi = takesManyStatements(c);
       this.conn = c;
     }
     return this.conn;
@@ -221,7 +218,7 @@ export class TargetApplier {
       async () => {
         const conn = await this.connection();
         const stats: ApplyStats = { written: 0, deleted: 0, parked: 0, promoted: 0 };
-        const st = new Statements(conn, this.multi, this.opts.maxHeldChars ?? HELD_MAX_CHARS);
+        const st = new Statements(conn, this.opts.maxHeldChars ?? HELD_MAX_CHARS);
         try {
           await st.write('START TRANSACTION');
           for (const run of runs(ops)) {

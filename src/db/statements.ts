@@ -4,7 +4,7 @@
 import type { Connection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 
 /** Whether a connection was opened with multipleStatements (several statements per packet). */
-export function takesManyStatements(c: Connection): boolean {
+function takesManyStatements(c: Connection): boolean {
   return (c as { config?: { multipleStatements?: boolean } }).config?.multipleStatements === true;
 }
 
@@ -26,20 +26,23 @@ export const HELD_MAX_CHARS = 512 * 1024;
  * CPU twice, on the server and here: a write to a loopback socket wakes the server thread, which
  * then often takes this process's CPU. Held, the writes of a commit are one round trip.
  *
- * Values are formatted here exactly as `query(sql, values)` formats them (the connection's own
- * `format`, same escaping); identifiers are quoted by the callers. On a connection opened without
- * multipleStatements every statement goes alone.
+ * The held statements' texts are joined and their values concatenated, so the driver formats the
+ * packet once, exactly as it formats any `query(sql, values)`; identifiers are quoted by the
+ * callers. On a connection opened without multipleStatements every statement goes alone.
  */
 export class Statements {
-  private held: string[] = [];
+  private readonly multi: boolean;
+  private sqls: string[] = [];
+  private values: unknown[] = [];
   private heldChars = 0;
   private done: (((r: ResultSetHeader) => void) | undefined)[] = [];
 
   constructor(
     private readonly conn: Connection,
-    private readonly multi: boolean,
-    private readonly maxChars: number,
-  ) {}
+    private readonly maxChars = HELD_MAX_CHARS,
+  ) {
+    this.multi = takesManyStatements(conn);
+  }
 
   /** A write whose result can wait; `onDone` gets it once it has run. */
   async write(sql: string, params: unknown[] = [], onDone?: (r: ResultSetHeader) => void): Promise<void> {
@@ -48,10 +51,11 @@ export class Statements {
       onDone?.(r as ResultSetHeader);
       return;
     }
-    const text = params.length ? this.conn.format(sql, params) : sql;
-    if (this.held.length && this.heldChars + text.length > this.maxChars) await this.flush();
-    this.held.push(text);
-    this.heldChars += text.length;
+    const chars = sql.length + valueChars(params);
+    if (this.sqls.length && this.heldChars + chars > this.maxChars) await this.flush();
+    this.sqls.push(sql);
+    for (const v of params) this.values.push(v);
+    this.heldChars += chars;
     this.done.push(onDone);
   }
 
@@ -62,7 +66,7 @@ export class Statements {
 
   /** Several statements whose results are needed now, in order, in one packet with everything held. */
   async readMany(reads: [sql: string, params: unknown[]][], rowsAsArray = false): Promise<RowDataPacket[][]> {
-    if (!this.multi || (this.held.length === 0 && reads.length === 1)) {
+    if (!this.multi || (this.sqls.length === 0 && reads.length === 1)) {
       const out: RowDataPacket[][] = [];
       for (const [sql, values] of reads) {
         const [rows] = await this.conn.query<RowDataPacket[]>({ sql, values, rowsAsArray });
@@ -70,31 +74,45 @@ export class Statements {
       }
       return out;
     }
-    const results = await this.send(
-      reads.map(([sql, params]) => this.conn.format(sql, params)),
-      rowsAsArray,
-    );
+    for (const [sql, params] of reads) {
+      this.sqls.push(sql);
+      for (const v of params) this.values.push(v);
+    }
+    const results = await this.send(rowsAsArray);
     return results.slice(results.length - reads.length) as RowDataPacket[][];
   }
 
   /** Send everything held. */
   async flush(): Promise<void> {
-    if (this.held.length) await this.send([], false);
+    if (this.sqls.length) await this.send(false);
   }
 
-  private async send(reads: string[], rowsAsArray: boolean): Promise<unknown[]> {
-    const texts = this.held;
+  private async send(rowsAsArray: boolean): Promise<unknown[]> {
+    const sqls = this.sqls;
+    const values = this.values;
     const done = this.done;
-    this.held = [];
+    this.sqls = [];
+    this.values = [];
     this.done = [];
     this.heldChars = 0;
-    texts.push(...reads);
-    const [res] = await this.conn.query({ sql: texts.join(';\n'), rowsAsArray });
+    const [res] = await this.conn.query({ sql: sqls.join(';\n'), values, rowsAsArray });
     // One statement gives its result alone; several give one result per statement.
-    const results = texts.length === 1 ? [res] : (res as unknown as unknown[]);
+    const results = sqls.length === 1 ? [res] : (res as unknown as unknown[]);
     done.forEach((cb, i) => {
       cb?.(results[i] as ResultSetHeader);
     });
     return results;
   }
+}
+
+/** About how many characters values take in the statement text (buffers go as X'hex'). */
+function valueChars(values: readonly unknown[]): number {
+  let n = 0;
+  for (const v of values) {
+    if (typeof v === 'string') n += v.length + 2;
+    else if (Buffer.isBuffer(v)) n += 2 * v.length + 3;
+    else if (Array.isArray(v)) n += valueChars(v) + 2;
+    else n += 24;
+  }
+  return n;
 }

@@ -46,7 +46,7 @@
  */
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import type { Value } from '../apply/values.js';
-import { HELD_MAX_CHARS, Statements, takesManyStatements } from '../db/statements.js';
+import { Statements } from '../db/statements.js';
 import { RetriesExhaustedError } from '../errors.js';
 import { hashHi, hashLo, xxh64HalvesOfBytes } from '../plan/hash.js';
 import type { ControlConnection } from '../state/control.js';
@@ -462,7 +462,6 @@ async function insertGeneration(
     epoch: EpochRow | undefined,
   ) => Promise<void>,
 ): Promise<number> {
-  const multi = takesManyStatements(conn);
   for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
     const filter = build();
     // Sparse unless the delta is so large (a catch-up batch of tens of thousands of keys) that
@@ -472,7 +471,7 @@ async function insertGeneration(
       sparse.length < filter.bits.length ? [SPARSE, sparse] : [WHOLE, wholeBits(filter)];
     // Two round trips on the recorder's connection (multipleStatements): the reads, then every
     // write with the COMMIT. The tailer's target commits wait for this write.
-    const st = new Statements(conn, multi, HELD_MAX_CHARS);
+    const st = new Statements(conn);
     try {
       await st.write('START TRANSACTION');
       // The newest generation, read with a locking read inside this transaction: it sees the
