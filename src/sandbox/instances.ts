@@ -9,7 +9,7 @@
  * did not start (such as the system MariaDB on 3306).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { join, resolve } from 'node:path';
 import { PreconditionError, UsageError } from '../errors.js';
@@ -96,6 +96,9 @@ function isRoot(): boolean {
 function serverArgs(bin: ServerBinary, inst: InstanceInfo): string[] {
   const args = [
     '--no-defaults',
+    // MariaDB's --log-basename renames every log it is given after, so it comes before them: placed
+    // last it moved the error log to <datadir>/sandbox.err, where our hints did not point.
+    ...(bin.flavor === 'mariadb' ? ['--log-basename=sandbox'] : []),
     `--datadir=${inst.datadir}`,
     `--port=${inst.port}`,
     '--bind-address=127.0.0.1',
@@ -105,7 +108,8 @@ function serverArgs(bin: ServerBinary, inst: InstanceInfo): string[] {
     // Each instance gets its own tmpdir: instances sharing /tmp collide on temp-table file names.
     `--tmpdir=${inst.tmpdir}`,
     `--server-id=${inst.serverId}`,
-    `--log-bin=${join(inst.datadir, 'binlog')}`,
+    // 'sandbox-bin': the name the binlogs of existing sandboxes already have.
+    `--log-bin=${join(inst.datadir, 'sandbox-bin')}`,
     '--binlog-format=ROW',
     '--binlog-row-image=FULL',
     '--binlog-row-metadata=FULL',
@@ -123,7 +127,7 @@ function serverArgs(bin: ServerBinary, inst: InstanceInfo): string[] {
     '--local-infile=1',
     '--expire-logs-days=7',
   ];
-  if (bin.flavor === 'mariadb') args.push('--log-basename=sandbox', '--performance-schema=OFF');
+  if (bin.flavor === 'mariadb') args.push('--performance-schema=OFF');
   if (bin.flavor === 'mysql') args.push('--gtid-mode=ON', '--enforce-gtid-consistency=ON', '--mysqlx=OFF');
   if (isRoot()) args.push('--user=root');
   return [...args, ...(inst.extraArgs ?? [])];
@@ -215,24 +219,47 @@ export function runningPid(inst: InstanceInfo): number | undefined {
   }
 }
 
-async function waitReady(inst: InstanceInfo, timeoutMs: number): Promise<void> {
+/** What the error log gained since `offset` (this start's lines only), its last 15 lines. */
+function logSince(inst: InstanceInfo, offset: number): string {
+  try {
+    return readFileSync(inst.errorLog).subarray(offset).toString('utf8').split('\n').slice(-15).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+function logSize(inst: InstanceInfo): number {
+  try {
+    return statSync(inst.errorLog).size;
+  } catch {
+    return 0;
+  }
+}
+
+/** Whether the server came up ('ready') or its process ended first ('exited'). */
+async function waitReady(
+  inst: InstanceInfo,
+  exited: () => boolean,
+  timeoutMs: number,
+): Promise<'ready' | 'exited' | 'timeout'> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (existsSync(inst.pidFile) && (await portOpen(inst.port))) return;
+    if (existsSync(inst.pidFile) && (await portOpen(inst.port))) return 'ready';
+    if (exited()) return 'exited';
     await new Promise((r) => setTimeout(r, 50));
   }
-  let tail = '';
-  try {
-    tail = readFileSync(inst.errorLog, 'utf8').split('\n').slice(-15).join('\n');
-  } catch {}
-  throw new PreconditionError(
-    'E_SANDBOX_START',
-    `sandbox instance ${inst.name} did not start on port ${inst.port} within ${timeoutMs} ms`,
-    {
-      hint: `is the port already in use? error log ${inst.errorLog}:\n${tail}`,
-    },
-  );
+  return 'timeout';
 }
+
+/**
+ * Sandbox ports lie in Linux's ephemeral range (32768–60999), so a restarted server can find its
+ * port taken by the local end of some client's outgoing connection (seen: a test's connections
+ * took a port between two starts). Once that connection closes, its end lingers in TIME_WAIT for
+ * 60 s, and a socket bound without SO_REUSEADDR blocks even a SO_REUSEADDR bind meanwhile
+ * (measured: a port so held refused mariadbd for 60 s after the close). So a start that fails to
+ * bind is retried for up to this long before it is reported.
+ */
+const BIND_RETRY_MS = 120_000;
 
 export async function startInstance(bin: ServerBinary, inst: InstanceInfo): Promise<void> {
   if (runningPid(inst) !== undefined) return;
@@ -247,9 +274,37 @@ export async function startInstance(bin: ServerBinary, inst: InstanceInfo): Prom
   }
   if (!existsSync(join(inst.datadir, 'mysql'))) initDatadir(bin, inst);
   mkdirSync(inst.tmpdir, { recursive: true });
-  const child = spawn(bin.path, serverArgs(bin, inst), { detached: true, stdio: 'ignore' });
-  child.unref();
-  await waitReady(inst, 60_000);
+  const retryUntil = Date.now() + BIND_RETRY_MS;
+  for (;;) {
+    const offset = logSize(inst);
+    let ended = false;
+    const child = spawn(bin.path, serverArgs(bin, inst), { detached: true, stdio: 'ignore' });
+    child.once('exit', () => {
+      ended = true;
+    });
+    child.once('error', () => {
+      ended = true;
+    });
+    child.unref();
+    const outcome = await waitReady(inst, () => ended, 60_000);
+    if (outcome === 'ready') return;
+    const tail = logSince(inst, offset);
+    if (
+      outcome === 'exited' &&
+      /Address already in use|errno: 98|error: 98/i.test(tail) &&
+      Date.now() < retryUntil
+    ) {
+      await new Promise((r) => setTimeout(r, 500));
+      continue;
+    }
+    throw new PreconditionError(
+      'E_SANDBOX_START',
+      outcome === 'exited'
+        ? `sandbox instance ${inst.name} exited while starting on port ${inst.port}`
+        : `sandbox instance ${inst.name} did not start on port ${inst.port} within 60000 ms`,
+      { hint: `see its error log ${inst.errorLog}; its last lines:\n${tail}` },
+    );
+  }
 }
 
 export async function stopInstance(

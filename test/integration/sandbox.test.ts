@@ -1,4 +1,10 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { sandboxDown, sandboxUp } from '../../src/sandbox/instances.js';
 import { rootConn, sandbox } from '../support/db.js';
 
 describe('sandbox servers', () => {
@@ -20,4 +26,55 @@ describe('sandbox servers', () => {
     }
     expect(ids.size).toBe(6);
   });
+});
+
+/** A free loopback port, as the kernel hands one out. */
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => res(port));
+    });
+  });
+}
+
+describe('sandbox start', () => {
+  it('waits out a port held by the local end of a client connection, then starts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'reshard-sbx-'));
+    const [port, peer] = [await freePort(), await freePort()];
+    // What a client's outgoing connection looks like to bind(): a socket bound to the port without
+    // SO_REUSEADDR (Node's own sockets always set it, so perl, from Debian's essential perl-base).
+    // The peer closes first, so the held port is free at once when the holder exits (no TIME_WAIT).
+    const holder = spawn(
+      'perl',
+      [
+        '-MSocket',
+        '-e',
+        `socket(L,PF_INET,SOCK_STREAM,0) or die; setsockopt(L,SOL_SOCKET,SO_REUSEADDR,1);
+         bind(L,sockaddr_in(${peer},inet_aton("127.0.0.1"))) or die "peer: $!"; listen(L,5);
+         socket(C,PF_INET,SOCK_STREAM,0) or die; bind(C,sockaddr_in(${port},inet_aton("127.0.0.1"))) or die "bind: $!";
+         connect(C,sockaddr_in(${peer},inet_aton("127.0.0.1"))) or die "connect: $!"; accept(A,L) or die;
+         $|=1; print "held\n"; sleep 3; close(A); select(undef,undef,undef,0.2); close(C);`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((res, rej) => {
+      holder.stdout.once('data', () => res());
+      holder.once('exit', (code) => rej(new Error(`port holder exited with ${code}`)));
+    });
+    const t0 = Date.now();
+    try {
+      const m = await sandboxUp({ dir, names: ['x0'], basePort: port });
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(2500);
+      const log = readFileSync(m.instances[0]!.errorLog, 'utf8');
+      expect(log).toMatch(/Address already in use/);
+      expect(log).toMatch(/ready for connections/);
+    } finally {
+      holder.kill();
+      await sandboxDown(dir, { purge: true });
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
 });

@@ -24,7 +24,9 @@ function free(port: number): Promise<boolean> {
 
 async function findBasePort(count: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 40000 + Math.floor(Math.random() * 2000) * 10;
+    // Below Linux's ephemeral range (32768–60999): a client connection's local end never takes
+    // a sandbox port while its server restarts.
+    const base = 20000 + Math.floor(Math.random() * 1000) * 10;
     const ok = await Promise.all(Array.from({ length: count }, (_, i) => free(base + i)));
     if (ok.every(Boolean)) return base;
   }
