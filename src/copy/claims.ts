@@ -134,10 +134,24 @@ export class ControlSession {
     });
   }
 
+  /** Whether close() was called: later calls reject instead of reconnecting. */
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /**
+   * Closes for good. A caller still running (a poller's tick that fired just before) must not
+   * open a new connection afterwards: that connection kept `reshard copy` alive after it had
+   * printed its summary (seen once in ~30 bench copies: the process never exited).
+   */
   async close(): Promise<void> {
+    this.closed = true;
+    const pending = this.pending;
     const c = this.conn;
     this.conn = undefined;
     await c?.end().catch(() => c.destroy());
+    // A connect in flight sees `closed` when it completes and destroys its connection.
+    await pending?.catch(() => undefined);
   }
 }
 

@@ -443,6 +443,7 @@ async function runJob(
           );
         }
       } catch (e) {
+        if (main.isClosed) return; // the run is over; a tick that fired meanwhile has nothing to do
         // Fail closed: commands we cannot read might be a pause.
         if (Date.now() - lastControlOk > 5000) throttle.setPaused('control', true);
         log().warn({ err: errText(e) }, 'cannot read copy control; pausing until it can');
@@ -455,6 +456,7 @@ async function runJob(
         try {
           await main.run('renewing chunk leases', (c) => store.renew(c));
         } catch (e) {
+          if (main.isClosed) return;
           if ((e as ReshardError).code === 'E_WORKER_ID_IN_USE') stop('worker id taken over', e);
           else log().warn({ err: errText(e) }, 'cannot renew chunk leases');
         }

@@ -1,0 +1,70 @@
+/**
+ * ControlSession.close() is final: a caller still running when the copy ends (a poller's tick)
+ * must not reconnect, or the new connection keeps `reshard copy` alive after its summary.
+ */
+import type { Connection } from 'mysql2/promise';
+import { describe, expect, it } from 'vitest';
+import { ControlSession } from '../../../src/copy/claims.js';
+import { rootConn } from '../../support/db.js';
+
+function counting() {
+  const opened: Connection[] = [];
+  let gate: Promise<void> = Promise.resolve();
+  return {
+    opened,
+    hold(p: Promise<void>) {
+      gate = p;
+    },
+    open: async () => {
+      await gate;
+      const c = await rootConn('ctl');
+      opened.push(c);
+      return c;
+    },
+  };
+}
+
+/** Whether the server still has this connection (its thread id in the processlist). */
+async function serverHas(c: Connection): Promise<boolean> {
+  const probe = await rootConn('ctl');
+  try {
+    const [r] = await probe.query('SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = ?', [
+      c.threadId,
+    ]);
+    return Number((r as { n: number | string }[])[0]!.n) > 0;
+  } finally {
+    await probe.end();
+  }
+}
+
+describe('ControlSession.close', () => {
+  it('refuses to reconnect afterwards', async () => {
+    const o = counting();
+    const s = new ControlSession(o.open);
+    expect(await s.run('first', async (c) => (await c.query('SELECT 1 AS one'))[0])).toEqual([{ one: 1 }]);
+    await s.close();
+    expect(s.isClosed).toBe(true);
+    await expect(s.run('after close', (c) => c.query('SELECT 1'))).rejects.toThrow(/closed/);
+    expect(o.opened).toHaveLength(1);
+    // Ended on the server too (it may take a moment to leave the processlist).
+    for (let i = 0; i < 40 && (await serverHas(o.opened[0]!)); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(await serverHas(o.opened[0]!)).toBe(false);
+  });
+
+  it('closes a connection that was being opened when close() was called', async () => {
+    const o = counting();
+    let release!: () => void;
+    o.hold(new Promise<void>((r) => (release = r)));
+    const s = new ControlSession(o.open);
+    const running = s.run('in flight', (c) => c.query('SELECT 1'));
+    const closing = s.close();
+    release();
+    await closing;
+    await expect(running).rejects.toThrow(/closed/);
+    expect(o.opened).toHaveLength(1);
+    for (let i = 0; i < 40 && (await serverHas(o.opened[0]!)); i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(await serverHas(o.opened[0]!)).toBe(false);
+  });
+});
