@@ -74,7 +74,7 @@ export function defineCopy(program: Command): void {
     .option('--control <dsn>', 'control schema DSN (default $RESHARD_CONTROL_DSN)')
     .option('--rate <rows/s>', 'rows per second this worker writes over all targets (default unlimited)')
     .option('--target-rate <rows/s>', 'rows per second this worker writes to each target (default unlimited)')
-    .option('--concurrency <n>', 'chunks in flight per source, and writers per target', '2')
+    .option('--concurrency <n>', 'chunks in flight per source, and writers per target', '1')
     .option(
       '--chunk-time <duration>',
       'target time per chunk (read + write); chunk sizes adapt to it',
@@ -98,7 +98,7 @@ export function defineCopy(program: Command): void {
         const rate = opts.rate === undefined ? undefined : parseRate(opts.rate, '--rate');
         const targetRate =
           opts.targetRate === undefined ? undefined : parseRate(opts.targetRate, '--target-rate');
-        const concurrency = positiveInt(opts.concurrency ?? '2', '--concurrency', 64);
+        const concurrency = positiveInt(opts.concurrency ?? '1', '--concurrency', 64);
         const chunkTimeMs = parseDuration(opts.chunkTime ?? '500ms', '--chunk-time');
         const maxThreadsRunning = positiveInt(
           opts.maxThreadsRunning ?? '50',
