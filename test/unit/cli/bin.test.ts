@@ -3,7 +3,7 @@
  * tsc wrote (a `tsc`-only or `tsc --watch` rebuild) must not run stale code. Checked on a copy of
  * bin/reshard beside a made-up dist/, so the real build is never touched.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +15,10 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-function fakeInstall(withBundle: boolean): {
+function fakeInstall(
+  withBundle: boolean,
+  body = (who: string) => `process.stdout.write('${who}'); return 0;`,
+): {
   dir: string;
   run: () => string;
   age: (rel: string, s: number) => void;
@@ -26,8 +29,7 @@ function fakeInstall(withBundle: boolean): {
   mkdirSync(join(dir, 'dist', 'state'), { recursive: true });
   copyFileSync(join(ROOT, 'bin', 'reshard'), join(dir, 'bin', 'reshard'));
   writeFileSync(join(dir, 'package.json'), '{"type":"module"}');
-  const entry = (who: string) =>
-    `export async function main() { process.stdout.write('${who}'); return 0; }\n`;
+  const entry = (who: string) => `export async function main() { ${body(who)} }\n`;
   writeFileSync(join(dir, 'dist', 'cli.js'), entry('modules'));
   writeFileSync(join(dir, 'dist', 'state', 'migrate.js'), 'export {};\n');
   if (withBundle) {
@@ -67,5 +69,52 @@ describe('bin/reshard', () => {
       encoding: 'utf8',
     });
     expect(out.trim()).toMatch(/^\d+\.\d+\.\d+/);
+  });
+
+  it('exits with the command status when a handle leaks after the command returned, and says so', () => {
+    // The command leaves a timer that would keep the process alive for a minute.
+    const f = fakeInstall(
+      false,
+      () => `setInterval(() => {}, 60_000); process.stdout.write('done'); return 3;`,
+    );
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, [join(f.dir, 'bin', 'reshard')], {
+      encoding: 'utf8',
+      env: { ...process.env, RESHARD_EXIT_GRACE_MS: '300' },
+      timeout: 20_000,
+    });
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(3);
+    expect(r.stdout).toBe('done');
+    expect(r.stderr).toMatch(/still running 300 ms after the command finished/);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+  });
+
+  it('does not wait out the grace when nothing leaks', () => {
+    const f = fakeInstall(false, () => `process.stdout.write('x'.repeat(200_000)); return 0;`);
+    const t0 = Date.now();
+    const r = spawnSync(process.execPath, [join(f.dir, 'bin', 'reshard')], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toHaveLength(200_000);
+    expect(r.stderr).toBe('');
+    expect(Date.now() - t0).toBeLessThan(4000);
+  });
+
+  it('never cuts off output a slow reader has not taken yet', () => {
+    // 1 MB is far more than a pipe holds; the reader starts only after 1 s, past the grace.
+    const f = fakeInstall(
+      false,
+      () => `setInterval(() => {}, 60_000); process.stdout.write('y'.repeat(1_000_000)); return 0;`,
+    );
+    const r = spawnSync(
+      'sh',
+      ['-c', `"${process.execPath}" "${join(f.dir, 'bin', 'reshard')}" | (sleep 1; wc -c)`],
+      { encoding: 'utf8', env: { ...process.env, RESHARD_EXIT_GRACE_MS: '300' }, timeout: 20_000 },
+    );
+    expect(r.stdout.trim()).toBe('1000000');
+    expect(r.stderr).toMatch(/still running 300 ms after the command finished/);
   });
 });
