@@ -58,11 +58,17 @@ export class ControlSession {
   private conn: Connection | undefined;
   private pending: Promise<Connection> | undefined;
   private closed = false;
+  /** Aborted by close(): a call waiting out a retry backoff then ends instead of holding a timer. */
+  private readonly closing = new AbortController();
   constructor(
     private readonly open: () => Promise<Connection>,
     private readonly onConnect: (c: Connection) => Promise<void> = async () => undefined,
-    private readonly signal?: AbortSignal,
-  ) {}
+    signal?: AbortSignal,
+  ) {
+    // The caller's stop aborts retries too (one signal for both, without AbortSignal.any).
+    if (signal?.aborted) this.closing.abort(signal.reason);
+    else signal?.addEventListener('abort', () => this.closing.abort(signal.reason), { once: true });
+  }
 
   /** The open connection; concurrent callers during a reconnect share one attempt. */
   connection(): Promise<Connection> {
@@ -107,7 +113,7 @@ export class ControlSession {
       {
         label,
         attempts: 10,
-        ...(this.signal ? { signal: this.signal } : {}),
+        signal: this.closing.signal,
         onReconnect: async () => {
           if (used && this.conn === used) {
             this.conn = undefined;
@@ -146,6 +152,7 @@ export class ControlSession {
    */
   async close(): Promise<void> {
     this.closed = true;
+    this.closing.abort(new Error('control session closed'));
     const pending = this.pending;
     const c = this.conn;
     this.conn = undefined;

@@ -108,8 +108,9 @@ function serverArgs(bin: ServerBinary, inst: InstanceInfo): string[] {
     // Each instance gets its own tmpdir: instances sharing /tmp collide on temp-table file names.
     `--tmpdir=${inst.tmpdir}`,
     `--server-id=${inst.serverId}`,
-    // 'sandbox-bin': the name the binlogs of existing sandboxes already have.
-    `--log-bin=${join(inst.datadir, 'sandbox-bin')}`,
+    // The names the binlogs of existing sandboxes already have: MariaDB's came from
+    // --log-basename (sandbox-bin), MySQL's from this option (binlog).
+    `--log-bin=${join(inst.datadir, bin.flavor === 'mariadb' ? 'sandbox-bin' : 'binlog')}`,
     '--binlog-format=ROW',
     '--binlog-row-image=FULL',
     '--binlog-row-metadata=FULL',
@@ -219,13 +220,17 @@ export function runningPid(inst: InstanceInfo): number | undefined {
   }
 }
 
-/** What the error log gained since `offset` (this start's lines only), its last 15 lines. */
+/** What the error log gained since `offset`: this start's lines only. */
 function logSince(inst: InstanceInfo, offset: number): string {
   try {
-    return readFileSync(inst.errorLog).subarray(offset).toString('utf8').split('\n').slice(-15).join('\n');
+    return readFileSync(inst.errorLog).subarray(offset).toString('utf8');
   } catch {
     return '';
   }
+}
+
+function lastLines(text: string, n: number): string {
+  return text.split('\n').slice(-n).join('\n');
 }
 
 function logSize(inst: InstanceInfo): number {
@@ -261,17 +266,17 @@ async function waitReady(
  */
 const BIND_RETRY_MS = 120_000;
 
+function portInUse(inst: InstanceInfo): PreconditionError {
+  return new PreconditionError(
+    'E_PORT_IN_USE',
+    `port ${inst.port} for sandbox instance ${inst.name} is already in use by another process`,
+    { hint: 'stop that process or choose other ports with --base-port' },
+  );
+}
+
 export async function startInstance(bin: ServerBinary, inst: InstanceInfo): Promise<void> {
   if (runningPid(inst) !== undefined) return;
-  if (await portOpen(inst.port)) {
-    throw new PreconditionError(
-      'E_PORT_IN_USE',
-      `port ${inst.port} for sandbox instance ${inst.name} is already in use by another process`,
-      {
-        hint: 'stop that process or choose other ports with --base-port',
-      },
-    );
-  }
+  if (await portOpen(inst.port)) throw portInUse(inst);
   if (!existsSync(join(inst.datadir, 'mysql'))) initDatadir(bin, inst);
   mkdirSync(inst.tmpdir, { recursive: true });
   const retryUntil = Date.now() + BIND_RETRY_MS;
@@ -288,21 +293,22 @@ export async function startInstance(bin: ServerBinary, inst: InstanceInfo): Prom
     child.unref();
     const outcome = await waitReady(inst, () => ended, 60_000);
     if (outcome === 'ready') return;
-    const tail = logSince(inst, offset);
-    if (
-      outcome === 'exited' &&
-      /Address already in use|errno: 98|error: 98/i.test(tail) &&
-      Date.now() < retryUntil
-    ) {
-      await new Promise((r) => setTimeout(r, 500));
-      continue;
+    const log = logSince(inst, offset);
+    if (outcome === 'exited' && /Address already in use|errno: 98|error: 98/i.test(log)) {
+      // A listener (another server, another sandbox on overlapping ports) is a real conflict:
+      // report it at once. Only a port held by some connection's local end is waited out.
+      if (await portOpen(inst.port)) throw portInUse(inst);
+      if (Date.now() < retryUntil) {
+        await new Promise((r) => setTimeout(r, 500));
+        continue;
+      }
     }
     throw new PreconditionError(
       'E_SANDBOX_START',
       outcome === 'exited'
         ? `sandbox instance ${inst.name} exited while starting on port ${inst.port}`
         : `sandbox instance ${inst.name} did not start on port ${inst.port} within 60000 ms`,
-      { hint: `see its error log ${inst.errorLog}; its last lines:\n${tail}` },
+      { hint: `see its error log ${inst.errorLog}; its last lines:\n${lastLines(log, 15)}` },
     );
   }
 }

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createConnection } from 'mysql2/promise';
 import { describe, expect, it } from 'vitest';
 import { sandboxDown, sandboxUp } from '../../src/sandbox/instances.js';
 import { rootConn, sandbox } from '../support/db.js';
@@ -44,9 +45,12 @@ describe('sandbox start', () => {
   it('waits out a port held by the local end of a client connection, then starts', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'reshard-sbx-'));
     const [port, peer] = [await freePort(), await freePort()];
+    // The datadir first, so the start under test binds at once instead of after initializing.
+    await sandboxUp({ dir, names: ['x0'], basePort: port });
+    await sandboxDown(dir);
     // What a client's outgoing connection looks like to bind(): a socket bound to the port without
     // SO_REUSEADDR (Node's own sockets always set it, so perl, from Debian's essential perl-base).
-    // The peer closes first, so the held port is free at once when the holder exits (no TIME_WAIT).
+    // Held until told on stdin; the peer closes first, so the port is free at once (no TIME_WAIT).
     const holder = spawn(
       'perl',
       [
@@ -56,25 +60,38 @@ describe('sandbox start', () => {
          bind(L,sockaddr_in(${peer},inet_aton("127.0.0.1"))) or die "peer: $!"; listen(L,5);
          socket(C,PF_INET,SOCK_STREAM,0) or die; bind(C,sockaddr_in(${port},inet_aton("127.0.0.1"))) or die "bind: $!";
          connect(C,sockaddr_in(${peer},inet_aton("127.0.0.1"))) or die "connect: $!"; accept(A,L) or die;
-         $|=1; print "held\n"; sleep 3; close(A); select(undef,undef,undef,0.2); close(C);`,
+         $|=1; print "held\n"; <STDIN>; close(A); select(undef,undef,undef,0.2); close(C);`,
       ],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
+      { stdio: ['pipe', 'pipe', 'inherit'] },
     );
     await new Promise<void>((res, rej) => {
       holder.stdout.once('data', () => res());
       holder.once('exit', (code) => rej(new Error(`port holder exited with ${code}`)));
     });
-    const t0 = Date.now();
+    const errorLog = join(dir, 'x0', 'error.log');
+    const before = readFileSync(errorLog, 'utf8').length;
     try {
-      const m = await sandboxUp({ dir, names: ['x0'], basePort: port });
-      expect(Date.now() - t0).toBeGreaterThanOrEqual(2500);
-      const log = readFileSync(m.instances[0]!.errorLog, 'utf8');
-      expect(log).toMatch(/Address already in use/);
-      expect(log).toMatch(/ready for connections/);
+      const up = sandboxUp({ dir, names: ['x0'], basePort: port });
+      // Released only once a start has failed on the held port, however slow this machine is.
+      const deadline = Date.now() + 60_000;
+      while (!/Address already in use/.test(readFileSync(errorLog, 'utf8').slice(before))) {
+        if (Date.now() > deadline) throw new Error('no start failed on the held port within 60 s');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      holder.stdin.end('go\n');
+      await up;
+      expect(readFileSync(errorLog, 'utf8').slice(before)).toMatch(/ready for connections/);
+      const c = await createConnection({ host: '127.0.0.1', port, user: 'root' });
+      try {
+        const [r] = await c.query('SELECT @@port AS p');
+        expect(Number((r as { p: number }[])[0]!.p)).toBe(port);
+      } finally {
+        await c.end();
+      }
     } finally {
       holder.kill();
       await sandboxDown(dir, { purge: true });
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 120_000);
+  }, 240_000);
 });

@@ -67,4 +67,19 @@ describe('ControlSession.close', () => {
       await new Promise((r) => setTimeout(r, 50));
     expect(await serverHas(o.opened[0]!)).toBe(false);
   });
+
+  it('ends a call that is waiting out a retry backoff', async () => {
+    // A control server that refuses connections: run() retries with doubling backoff. After
+    // 6 s it sleeps 1.6–6.4 s between attempts; close() must end that sleep, not wait it out.
+    const s = new ControlSession(async () => {
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+    });
+    const running = s.run('refused', (c) => c.query('SELECT 1'));
+    running.catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 6000));
+    const t0 = Date.now();
+    await s.close();
+    await expect(running).rejects.toThrow(/closed/);
+    expect(Date.now() - t0).toBeLessThan(150);
+  }, 30_000);
 });
