@@ -139,6 +139,38 @@ async function incremental(
     );
   if (r.code === 4) notes.push('reported differences (exit 4)');
   const out = [row('verify', 'reshard', metric, r.seconds, changed, notes.join('; '))];
+  // The same command again, with nothing changed since the clean run just made: what an
+  // incremental run costs before it looks up a single key (process start, connections, table
+  // definitions, run records). It does not grow with the data; the lookups do.
+  if (r.code === 0) {
+    log('verify: reshard verify --incremental again, nothing changed (its fixed cost)');
+    const again = await cli.run(verifyArgs(env, true), {
+      memoryLabel: 'verify --incremental (no change)',
+      rows: 0,
+    });
+    if (again.code !== 0)
+      out.push(
+        missing(
+          'verify',
+          'reshard',
+          'incremental_fixed_seconds',
+          failureNote('reshard verify --incremental (no change)', again),
+        ),
+      );
+    else {
+      const perChange = r.seconds - again.seconds;
+      out.push(
+        row(
+          'verify',
+          'reshard',
+          'incremental_fixed_seconds',
+          again.seconds,
+          0,
+          `incremental verify with nothing changed: ${((again.seconds / fullSeconds) * 100).toFixed(1)}% of the full verify; the ${changed} changed rows added ${perChange.toFixed(3)} s (${((perChange / fullSeconds) * 100).toFixed(1)}% of the full)`,
+        ),
+      );
+    }
+  }
   if (report?.seconds !== undefined)
     out.push(
       row(
