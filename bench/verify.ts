@@ -109,22 +109,26 @@ async function incremental(
 ): Promise<Row[]> {
   const { cli, shop } = env;
   const metric = 'incremental_seconds';
+  const fixed = 'incremental_fixed_seconds';
+  const neither = (why: string) => [
+    missing('verify', 'reshard', metric, why),
+    missing('verify', 'reshard', fixed, why),
+  ];
   const why =
     verifyMissing ??
     cli.unavailable('verify', ['--incremental']) ??
     cli.unavailable('tail', ['--plan', '--until-caught-up']) ??
     (Number.isFinite(fullSeconds) ? undefined : 'needs a full verify first');
-  if (why) return [missing('verify', 'reshard', metric, why)];
+  if (why) return neither(why);
   const changed = await changeOnePercent(env);
   log(`verify: changed ${changed} rows (1%) on the sources; reshard tail --until-caught-up`);
   const tailArgs = ['tail', '--plan', shop.plan, '--control', env.controlDsn, '--until-caught-up'];
   if (cli.command('tail').help.includes('--json')) tailArgs.push('--json');
   const t = await cli.run(tailArgs, { memoryLabel: 'tail (1% of shop)', rows: changed });
-  if (t.code !== 0) return [missing('verify', 'reshard', metric, failureNote('reshard tail', t))];
+  if (t.code !== 0) return neither(failureNote('reshard tail', t));
   log('verify: reshard verify --incremental');
   const r = await cli.run(verifyArgs(env, true), { memoryLabel: 'verify --incremental', rows: changed });
-  if (r.code !== 0 && r.code !== 4)
-    return [missing('verify', 'reshard', metric, failureNote('reshard verify --incremental', r))];
+  if (r.code !== 0 && r.code !== 4) return neither(failureNote('reshard verify --incremental', r));
   const pct = ((r.seconds / fullSeconds) * 100).toFixed(1);
   const report = reportOf(r.stdout);
   const notes = [`${changed} rows changed (1%)`, `${pct}% of the full verify`];
@@ -142,7 +146,8 @@ async function incremental(
   // The same command again, with nothing changed since the clean run just made: what an
   // incremental run costs before it looks up a single key (process start, connections, table
   // definitions, run records). It does not grow with the data; the lookups do.
-  if (r.code === 0) {
+  if (r.code !== 0) out.push(missing('verify', 'reshard', fixed, 'needs a clean incremental run first'));
+  else {
     log('verify: reshard verify --incremental again, nothing changed (its fixed cost)');
     const again = await cli.run(verifyArgs(env, true), {
       memoryLabel: 'verify --incremental (no change)',
@@ -150,12 +155,7 @@ async function incremental(
     });
     if (again.code !== 0)
       out.push(
-        missing(
-          'verify',
-          'reshard',
-          'incremental_fixed_seconds',
-          failureNote('reshard verify --incremental (no change)', again),
-        ),
+        missing('verify', 'reshard', fixed, failureNote('reshard verify --incremental (no change)', again)),
       );
     else {
       const perChange = r.seconds - again.seconds;
@@ -163,7 +163,7 @@ async function incremental(
         row(
           'verify',
           'reshard',
-          'incremental_fixed_seconds',
+          fixed,
           again.seconds,
           0,
           `incremental verify with nothing changed: ${((again.seconds / fullSeconds) * 100).toFixed(1)}% of the full verify; the ${changed} changed rows added ${perChange.toFixed(3)} s (${((perChange / fullSeconds) * 100).toFixed(1)}% of the full)`,
