@@ -241,13 +241,12 @@ function logSize(inst: InstanceInfo): number {
   }
 }
 
+/** How long one start may take before it is reported. */
+const START_TIMEOUT_MS = 60_000;
+
 /** Whether the server came up ('ready') or its process ended first ('exited'). */
-async function waitReady(
-  inst: InstanceInfo,
-  exited: () => boolean,
-  timeoutMs: number,
-): Promise<'ready' | 'exited' | 'timeout'> {
-  const deadline = Date.now() + timeoutMs;
+async function waitReady(inst: InstanceInfo, exited: () => boolean): Promise<'ready' | 'exited' | 'timeout'> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (existsSync(inst.pidFile) && (await portOpen(inst.port))) return 'ready';
     if (exited()) return 'exited';
@@ -291,7 +290,7 @@ export async function startInstance(bin: ServerBinary, inst: InstanceInfo): Prom
       ended = true;
     });
     child.unref();
-    const outcome = await waitReady(inst, () => ended, 60_000);
+    const outcome = await waitReady(inst, () => ended);
     if (outcome === 'ready') return;
     const log = logSince(inst, offset);
     if (outcome === 'exited' && /Address already in use|errno: 98|error: 98/i.test(log)) {
@@ -307,7 +306,7 @@ export async function startInstance(bin: ServerBinary, inst: InstanceInfo): Prom
       'E_SANDBOX_START',
       outcome === 'exited'
         ? `sandbox instance ${inst.name} exited while starting on port ${inst.port}`
-        : `sandbox instance ${inst.name} did not start on port ${inst.port} within 60000 ms`,
+        : `sandbox instance ${inst.name} did not start on port ${inst.port} within ${START_TIMEOUT_MS} ms`,
       { hint: `see its error log ${inst.errorLog}; its last lines:\n${lastLines(log, 15)}` },
     );
   }

@@ -37,6 +37,11 @@ async function serverHas(c: Connection): Promise<boolean> {
   }
 }
 
+/** Waits up to 2 s for an ended connection to leave the server's processlist. */
+async function leftServer(c: Connection): Promise<void> {
+  for (let i = 0; i < 40 && (await serverHas(c)); i++) await new Promise((r) => setTimeout(r, 50));
+}
+
 describe('ControlSession.close', () => {
   it('refuses to reconnect afterwards', async () => {
     const o = counting();
@@ -46,9 +51,8 @@ describe('ControlSession.close', () => {
     expect(s.isClosed).toBe(true);
     await expect(s.run('after close', (c) => c.query('SELECT 1'))).rejects.toThrow(/closed/);
     expect(o.opened).toHaveLength(1);
-    // Ended on the server too (it may take a moment to leave the processlist).
-    for (let i = 0; i < 40 && (await serverHas(o.opened[0]!)); i++)
-      await new Promise((r) => setTimeout(r, 50));
+    // Ended on the server too.
+    await leftServer(o.opened[0]!);
     expect(await serverHas(o.opened[0]!)).toBe(false);
   });
 
@@ -63,8 +67,7 @@ describe('ControlSession.close', () => {
     await closing;
     await expect(running).rejects.toThrow(/closed/);
     expect(o.opened).toHaveLength(1);
-    for (let i = 0; i < 40 && (await serverHas(o.opened[0]!)); i++)
-      await new Promise((r) => setTimeout(r, 50));
+    await leftServer(o.opened[0]!);
     expect(await serverHas(o.opened[0]!)).toBe(false);
   });
 
