@@ -15,6 +15,19 @@ export function registerSecret(value: string): void {
   if (value.length >= 4) secrets.add(value);
 }
 
+/**
+ * The environment without reshard's secrets, for a child process reshard starts (the --on-flip
+ * hook): every variable holding a registered password, and RESHARD_CONTROL_PASSWORD.
+ */
+export function envWithoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(env)) {
+    if (k === 'RESHARD_CONTROL_PASSWORD' || (v !== undefined && secrets.has(v))) continue;
+    out[k] = v;
+  }
+  return out;
+}
+
 const DSN_PASSWORD = /\b(mysql|mariadb|mysqlx):\/\/([^:@/\s]*):([^@\s]*)@/gi;
 const KV_PASSWORD = /\b(password|passwd|pwd)=([^\s&;]+)/gi;
 

@@ -9,7 +9,9 @@
  * and fixes the cases where zongji deviates:
  *   - YEAR 0000 arrives as 1900 (zongji adds 1900 to the stored byte; 1900 is not a valid YEAR,
  *     so 1900 always means 0);
- *   - an ENUM's error value (index 0, stored as '' in non-strict mode) arrives as undefined.
+ *   - an ENUM's error value (index 0, stored as '' in non-strict mode) arrives as undefined;
+ *   - a negative TIME whose seconds are 0 (and no fraction) arrives uncarried: -00:01:00 as
+ *     -00:00:64, -12:00:00 as -11:63:64 (see fixTime).
  * Anything else that is not an exact `Value` (geometry objects, undefined from an unsupported
  * type) stops the tailer rather than writing a wrong value.
  */
@@ -46,15 +48,39 @@ export interface TargetTable {
   /**
    * True when the primary key's columns compare by their bytes (integers, DECIMAL, temporal,
    * BINARY/VARBINARY, BIT): two images are the same row exactly when their key values are equal.
-   * Not for character columns, where a collation makes 'abc', 'ABC' and 'abc ' one row.
+   * Not for character columns, where a collation makes 'abc', 'ABC' and 'abc ' one row, nor for
+   * a table with a secondary UNIQUE key (see below). False keeps the source order (compact.ts).
    */
   pkExact: boolean;
   /** Image → row in `meta.columns` order. Throws when the image does not fit the table. */
   decode(img: RawImage): Row;
 }
 
+/**
+ * A negative TIME text as zongji writes it, corrected. TIME2 packs hours, minutes and seconds
+ * into bit fields of 10, 6 and 6 bits; zongji decodes a negative value's magnitude minus one
+ * and then adds one to the seconds field alone, so a magnitude whose seconds are 0 comes out
+ * with seconds 64 (and minutes 63 where the minus one borrowed from them). Re-packing the
+ * fields and unpacking them again carries that one through: -00:00:64 → -00:01:00,
+ * -11:63:64 → -12:00:00. A valid TIME never has a field of 60 or more, so correct values pass
+ * unchanged. Left alone, the upsert of such a text fails in strict mode, and a DELETE whose key
+ * held it would match nothing and leave the row on the target.
+ */
+export function fixTime(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  const m = /^(-?)(\d+):(\d+):(\d+)(\.\d+)?$/.exec(v);
+  if (!m) return v;
+  const min = Number(m[3]);
+  const sec = Number(m[4]);
+  if (sec < 60 && min < 60) return v;
+  const packed = Number(m[2]) * 4096 + min * 64 + sec;
+  const two = (n: number) => String(n).padStart(2, '0');
+  return `${m[1]}${two(packed >> 12)}:${two((packed >> 6) & 63)}:${two(packed & 63)}${m[5] ?? ''}`;
+}
+
 function fixFor(dataType: string): Fix {
   if (dataType === 'year') return (v) => (v === 1900 ? 0 : v);
+  if (dataType === 'time') return fixTime;
   if (dataType === 'enum') return (v) => (v === undefined ? '' : v);
   return undefined;
 }
@@ -97,7 +123,11 @@ export function targetTable(def: TableDefinition, spec: TableSpec): TargetTable 
       );
     }
   };
-  const pkExact = meta.pk.every((i) => EXACT_KEY_TYPES.has(byName.get(names[i]!)!.dataType));
+  // A secondary UNIQUE key makes the order of operations on *different* rows matter: swapping two
+  // rows' unique values goes through a third value in the source, and applying the final images
+  // out of order (what the exact reduction does) collides on the key, on every retry.
+  const pkExact =
+    def.uniqueKeys.length === 0 && meta.pk.every((i) => EXACT_KEY_TYPES.has(byName.get(names[i]!)!.dataType));
   return {
     meta,
     pkExact,

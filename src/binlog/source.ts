@@ -97,6 +97,11 @@ export interface ZongjiSourceOptions {
   /** The shard's database and its tracked tables. */
   database: string;
   tables: readonly string[];
+  /**
+   * Tracked tables whose engine cannot roll back (not InnoDB): a ROLLBACK TO SAVEPOINT in the
+   * binlog leaves their rows in place, while it undoes the others'.
+   */
+  nonTransactional?: readonly string[];
   /** Server heartbeat period while idle (ms). */
   heartbeatMs?: number;
   maxBufferedRows?: number;
@@ -151,6 +156,23 @@ const EVENTS = [
 ];
 
 const TXN_CONTROL = /^\s*(BEGIN|COMMIT|ROLLBACK|SAVEPOINT|RELEASE\s+SAVEPOINT|ROLLBACK\s+TO)\b/i;
+const SAVEPOINT = /^\s*SAVEPOINT\s+(.+?)\s*$/is;
+const ROLLBACK_TO = /^\s*ROLLBACK\s+(?:WORK\s+)?TO\s+(?:SAVEPOINT\s+)?(.+?)\s*$/is;
+const RELEASE_SAVEPOINT = /^\s*RELEASE\s+SAVEPOINT\s+(.+?)\s*$/is;
+/** Statements that change rows; in a binlog only a STATEMENT or MIXED session writes them as text. */
+const STATEMENT_DML = /^(INSERT|UPDATE|DELETE|REPLACE|LOAD|CALL|WITH)\b/i;
+
+/** A savepoint's name as the server compares it: unquoted, case-insensitive. */
+function savepointName(raw: string): string {
+  const t = raw.trim();
+  const name = t.startsWith('`') && t.endsWith('`') && t.length >= 2 ? t.slice(1, -1).replace(/``/g, '`') : t;
+  return name.toLowerCase();
+}
+
+/** The statement without leading comments and version comments, for classifying it. */
+function leadingKeyword(sql: string): string {
+  return sql.replace(/^(\s+|\/\*[\s\S]*?\*\/|--[^\n]*\n|#[^\n]*\n)*/, '');
+}
 const XA_START = /^\s*XA\s+(START|BEGIN)\b/i;
 const XA_END = /^\s*XA\s+END\b/i;
 const XA_FINISH = /^\s*XA\s+(COMMIT|ROLLBACK)\b/i;
@@ -172,12 +194,16 @@ export class ZongjiSource implements ChangeSource {
   private inTxn = false;
   private txnChanges: RowChange[] = [];
   private txnEvents = 0;
+  /** Savepoints of the transaction being read: name → how many of its changes preceded it. */
+  private savepoints: { name: string; mark: number }[] = [];
+  private readonly nonTransactional: Set<string>;
   private pendingGtid: string | undefined;
   private file = '';
   private readonly maxRows: number;
 
   constructor(private readonly opts: ZongjiSourceOptions) {
     this.trackedTables = new Set(opts.tables);
+    this.nonTransactional = new Set(opts.nonTransactional ?? []);
     this.maxRows = opts.maxBufferedRows ?? 20_000;
   }
 
@@ -392,7 +418,73 @@ export class ZongjiSource implements ChangeSource {
     }
     this.inTxn = false;
     this.txnChanges = [];
+    this.savepoints = [];
     this.txnEvents = 0;
+  }
+
+  /**
+   * SAVEPOINT, ROLLBACK TO and RELEASE SAVEPOINT inside a transaction. The server writes ROLLBACK
+   * TO to the binlog only when the transaction also changed a non-transactional table; the row
+   * events it undid then stay in the binlog before it, and a replica undoes them by replaying the
+   * statement. So do we: the changes after the savepoint are dropped, except those to tracked
+   * tables that cannot roll back (they did happen). True when `sql` was one of these.
+   */
+  private savepointControl(sql: string): boolean {
+    let m = SAVEPOINT.exec(sql);
+    if (m) {
+      const name = savepointName(m[1]!);
+      // A savepoint set again under the same name replaces the old one.
+      this.savepoints = this.savepoints.filter((x) => x.name !== name);
+      this.savepoints.push({ name, mark: this.txnChanges.length });
+      return true;
+    }
+    m = ROLLBACK_TO.exec(sql);
+    if (m) {
+      const name = savepointName(m[1]!);
+      const i = this.savepoints.findLastIndex((x) => x.name === name);
+      if (i < 0) {
+        this.fail(
+          new StreamError(
+            `the binlog rolls back to savepoint ${m[1]}, which it never set in this transaction, so the changes to undo are unknown`,
+            undefined,
+            'E_TAIL_SAVEPOINT',
+          ),
+        );
+        return true;
+      }
+      const mark = this.savepoints[i]!.mark;
+      const kept = this.txnChanges.slice(mark).filter((c) => this.nonTransactional.has(c.table));
+      this.txnChanges = this.txnChanges.slice(0, mark).concat(kept);
+      // Later savepoints are gone; this one stays, at the same place.
+      this.savepoints = this.savepoints.slice(0, i + 1);
+      return true;
+    }
+    m = RELEASE_SAVEPOINT.exec(sql);
+    if (m) {
+      const name = savepointName(m[1]!);
+      const i = this.savepoints.findLastIndex((x) => x.name === name);
+      if (i >= 0) this.savepoints = this.savepoints.slice(0, i);
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Could this statement change a tracked table? Yes when it runs in the shard's database or
+   * names one of the tracked tables anywhere (a qualified name, a join); a statement in another
+   * database that names none of them is someone else's. When unsure, the answer is yes: a
+   * false stop is loud, a false skip loses rows.
+   */
+  private mayTouchTracked(sql: string, schema: string | undefined): boolean {
+    if (schema === undefined || schema === '' || schema === this.opts.database) return true;
+    const text = sql.toLowerCase();
+    for (const t of this.trackedTables) {
+      const re = new RegExp(
+        `(^|[^a-z0-9_$])${t.toLowerCase().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[^a-z0-9_$])`,
+      );
+      if (re.test(text)) return true;
+    }
+    return false;
   }
 
   private onEvent(e: AnyBinlogEvent): void {
@@ -432,6 +524,7 @@ export class ZongjiSource implements ChangeSource {
       this.txnEvents = 1;
       this.inTxn = !e.standalone;
       this.txnChanges = [];
+      this.savepoints = [];
       return;
     }
     if (is(e, 'Gtid')) {
@@ -525,15 +618,37 @@ export class ZongjiSource implements ChangeSource {
         });
         this.inTxn = false;
         this.txnChanges = [];
+        this.savepoints = [];
         this.txnEvents = 0;
+        return;
+      }
+      if (this.savepointControl(sql)) {
+        this.txnEvents++;
         return;
       }
       if (TXN_CONTROL.test(sql)) {
         this.txnEvents++;
         return;
       }
-      // A standalone statement (DDL): its own group.
+      // Row changes written as a statement: a session ran with binlog_format STATEMENT or MIXED
+      // (the server check reads only the global value). Skipping it would lose the change.
+      if (STATEMENT_DML.test(leadingKeyword(sql)) && this.mayTouchTracked(sql, e.schema)) {
+        this.fail(
+          new StreamError(
+            `a data change was logged as a statement, not as row events, so its rows cannot be known (a session used binlog_format STATEMENT or MIXED): ${sql.length > 200 ? `${sql.slice(0, 200)}…` : sql}`,
+            undefined,
+            'E_TAIL_STATEMENT_FORMAT',
+          ),
+        );
+        return;
+      }
       const info = classifyDdl(sql);
+      if (!info && this.inTxn) {
+        // Some other statement inside a transaction (nothing of ours): the transaction goes on.
+        this.txnEvents++;
+        return;
+      }
+      // A standalone statement (DDL): its own group.
       const tables = info ? trackedTablesTouched(info, e.schema, this.opts.database, this.trackedTables) : [];
       this.commitGtid();
       const position: BinlogPosition = { file: this.file, pos: e.nextPosition, gtid: this.gtidString() };
@@ -560,6 +675,7 @@ export class ZongjiSource implements ChangeSource {
       }
       this.inTxn = false;
       this.txnChanges = [];
+      this.savepoints = [];
       this.txnEvents = 0;
       return;
     }

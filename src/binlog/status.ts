@@ -9,10 +9,33 @@
  *
  * Lag, rates and state go to `reshard_tail_status` (migration 0004).
  */
+import { createHash } from 'node:crypto';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import type { BinlogPosition } from './position.js';
 
 export type Direction = 'forward' | 'reverse';
+
+/**
+ * Job states in which each direction may stream. Forward carries the old shards' writes to the
+ * new ones until cutover; after it the new shards are authoritative and only reverse may run
+ * (it keeps the old shards current for a rollback). The two must never run at once: each
+ * would read the other's writes from its own sources and apply them back, so a stale image
+ * could overwrite a newer write, over and over (see Tailer.refuseOtherDirection).
+ */
+export const TAIL_STATES: Readonly<Record<Direction, readonly string[]>> = {
+  forward: ['planned', 'copying', 'catching-up', 'verified'],
+  reverse: ['verified', 'cut-over'],
+};
+
+/**
+ * The advisory lock (GET_LOCK on the control server) a tailer holds per (job, direction,
+ * source) while it streams: one stream per source and direction, and a way for cutover,
+ * complete and the other direction to see that a tailer is running.
+ */
+export function tailLockName(controlDb: string, jobId: number, direction: Direction, source: string): string {
+  const h = createHash('sha256').update(`${controlDb}\0${jobId}\0${direction}\0${source}`).digest('hex');
+  return `reshard_tail_${h.slice(0, 48)}`;
+}
 
 const POSITIONS = '`reshard_binlog_positions`';
 const STATUS = '`reshard_tail_status`';

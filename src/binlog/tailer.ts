@@ -73,7 +73,14 @@ import {
   StreamError,
   ZongjiSource,
 } from './source.js';
-import { type Direction, type MirrorRow, mirror, readStartPosition } from './status.js';
+import {
+  type Direction,
+  type MirrorRow,
+  mirror,
+  readStartPosition,
+  TAIL_STATES,
+  tailLockName,
+} from './status.js';
 
 /** What the tailer needs from the job context (src/job/context.ts `openJob`). */
 export interface TailContext {
@@ -108,6 +115,10 @@ export interface TailOptions {
   reconnectForMs?: number;
   /** Human notes (reconnects, DDL applied); default: none. */
   onNote?: (text: string) => void;
+  /** How often the job's state is re-read; the tailer stops once its direction may not run. */
+  jobWatchMs?: number;
+  /** How long to wait at start for a tailer of the other direction to stop before refusing. */
+  otherDirectionWaitMs?: number;
 }
 
 export interface TargetStatus {
@@ -137,6 +148,8 @@ export interface SourceStatus {
 export interface TailStatus {
   direction: Direction;
   sources: SourceStatus[];
+  /** Why the tailer stopped by itself (the job moved on), when it did. */
+  stoppedBecause?: string;
 }
 
 export interface TailHandle {
@@ -166,6 +179,10 @@ const DEFAULTS = {
   // 20 000 held up to ~0.4–0.5 GB during a catch-up for no speed (src/binlog/README.md, "Memory").
   maxQueuedOps: 5_000,
   idleFlushMs: 1000,
+  jobWatchMs: 1000,
+  // Long enough for a forward tailer to notice a cutover (jobWatchMs) and stop gracefully, so
+  // `reshard cutover --execute && reshard tail --reverse` works without a manual pause.
+  otherDirectionWaitMs: 15_000,
 };
 
 /** DDL errors that mean "already applied here" when a statement is replayed on a target. */
@@ -304,14 +321,17 @@ class Worker {
       if (this.queue.length > 0) {
         // Several source transactions in one target transaction, with the last one's position.
         // Operations are grouped by table (operations on different tables commute: the
-        // applier's rows and parked rows are per table), and each table's are reduced by
+        // applier's rows and parked rows are per table — unless foreign keys link the tables,
+        // see fkOrdered), and each table's are reduced by
         // compact.ts to few runs of one kind, which the applier writes one statement per run.
         const first = this.queue.shift()!;
         const byTable = new Map<RowOp['table'], RowOp[]>();
         const recorded = new Set<Promise<void>>();
+        const taken: Batch[] = [];
         let count = 0;
         let position = first.position;
         const add = (b: Batch) => {
+          taken.push(b);
           if (b.recorded) recorded.add(b.recorded);
           for (const op of b.ops) {
             let list = byTable.get(op.table);
@@ -328,9 +348,21 @@ class Worker {
         while (this.queue.length > 0 && count + this.queue[0]!.ops.length <= batchOps)
           add(this.queue.shift()!);
         const ops: RowOp[] = [];
-        for (const [meta, list] of byTable) {
-          const exact = this.p.exactPk.get(meta) ?? false;
-          for (const op of compactOps(list, (o) => pkKey(meta, o.row), exact)) ops.push(op);
+        if (this.p.fkOrdered.has(this.target)) {
+          // Foreign keys between tracked tables: a parent's delete may only follow its
+          // children's, as on the source, so the batch keeps source order across tables and
+          // only adjacent operations on one key are reduced (runs of one table stay one
+          // statement). Disabling the checks instead would be wrong: InnoDB cascades are not in
+          // the binlog, the target's own cascade is what keeps its children in step.
+          for (const seg of tableSegments(taken.flatMap((b) => b.ops))) {
+            const meta = seg[0]!.table;
+            for (const op of compactOps(seg, (o) => pkKey(meta, o.row), false)) ops.push(op);
+          }
+        } else {
+          for (const [meta, list] of byTable) {
+            const exact = this.p.exactPk.get(meta) ?? false;
+            for (const op of compactOps(list, (o) => pkKey(meta, o.row), exact)) ops.push(op);
+          }
         }
         this.applying = { ops, position, oldest: first.oldest };
         await this.commit(ops, position, [...recorded]);
@@ -386,8 +418,12 @@ class Pipeline {
   private readonly targetTables = new Map<string, Map<string, TargetTable>>();
   /** Target tables whose primary keys compare by bytes (compact.ts may reorder their ops). */
   readonly exactPk = new WeakMap<TableMeta, boolean>();
+  /** Targets where tracked tables are linked by foreign keys: batches keep source order. */
+  readonly fkOrdered = new Set<string>();
   /** The source's own tables: shard-key extraction and primary-key comparison. */
   private readonly sourceTables = new Map<string, TargetTable>();
+  /** Tracked tables whose source engine cannot roll back (see ZongjiSourceOptions). */
+  private readonly nonTransactional = new Set<string>();
   latest: Latest | undefined;
   state: MirrorRow['state'] = 'starting';
   private conn: Connection | undefined;
@@ -453,6 +489,7 @@ class Pipeline {
     for (const spec of this.tables) {
       const def = await requireTableDefinition(conn, db, spec.name, this.label, { flavor: this.flavor });
       this.sourceTables.set(spec.name, targetTable(def, spec));
+      this.noteEngine(spec.name, def.engine);
     }
     // One worker per target this source has a moving segment to.
     for (const target of this.targets) {
@@ -505,6 +542,11 @@ class Pipeline {
     await this.checkNotPurged(start!);
   }
 
+  private noteEngine(table: string, engine: string | null): void {
+    if (engine !== null && engine.toLowerCase() !== 'innodb') this.nonTransactional.add(table);
+    else this.nonTransactional.delete(table);
+  }
+
   private async loadTargetTables(target: Shard): Promise<void> {
     const c = await connect(target.endpoint, `target ${target.name}`);
     try {
@@ -521,6 +563,9 @@ class Pipeline {
         m.set(spec.name, tt);
       }
       this.targetTables.set(target.name, m);
+      const linked = await foreignKeyTables(c, target.endpoint.database);
+      if (this.tables.some((t) => linked.has(t.name))) this.fkOrdered.add(target.name);
+      else this.fkOrdered.delete(target.name);
     } finally {
       await c.end().catch(() => c.destroy());
     }
@@ -601,6 +646,7 @@ class Pipeline {
         serverId: t.serverIdFor(this.name),
         database: this.shard.endpoint.database,
         tables: this.tables.map((s) => s.name),
+        nonTransactional: [...this.nonTransactional],
         heartbeatMs: t.opts.heartbeatMs,
         maxBufferedRows: DEFAULTS.maxQueuedOps,
       });
@@ -689,7 +735,13 @@ class Pipeline {
         },
       );
     }
-    if (err?.code === 'E_TAIL_XA' || err?.code === 'E_TAIL_UNDECODABLE') {
+    if (err?.code === 'E_TAIL_STATEMENT_FORMAT') {
+      throw new PreconditionError(err.code, `${this.label}: ${err.message}`, {
+        hint: 'every session writing to the shard must log rows: SET GLOBAL binlog_format=ROW, reconnect the applications, and make sure none sets binlog_format per session. The tailer cannot pass this statement (its rows are unknown): cancel this job (reshard rollback --execute) and start over with a new copy',
+        cause: e,
+      });
+    }
+    if (err?.code === 'E_TAIL_XA' || err?.code === 'E_TAIL_UNDECODABLE' || err?.code === 'E_TAIL_SAVEPOINT') {
       throw new PreconditionError(err.code, `${this.label}: ${err.message}`, {
         hint: 'see the message; reshard tail cannot continue past this event',
         cause: e,
@@ -831,7 +883,10 @@ class Pipeline {
     const conn = await this.sourceConn();
     for (const spec of this.tables.filter((s) => ev.tables.includes(s.name))) {
       const def = await readTableDefinition(conn, this.shard.endpoint.database, spec.name);
-      if (def) this.sourceTables.set(spec.name, targetTable(def, spec));
+      if (def) {
+        this.sourceTables.set(spec.name, targetTable(def, spec));
+        this.noteEngine(spec.name, def.engine);
+      }
     }
     t.note(`${this.label}: applied DDL to ${pending.map((w) => w.target).join(', ')}: ${stmt}`);
   }
@@ -991,6 +1046,33 @@ class Pipeline {
 
 // ---------------------------------------------------------------------------------------------
 
+/** Maximal runs of consecutive operations on one table, in order. */
+function tableSegments(ops: readonly RowOp[]): RowOp[][] {
+  const out: RowOp[][] = [];
+  for (const op of ops) {
+    const last = out[out.length - 1];
+    if (last && last[0]!.table === op.table) last.push(op);
+    else out.push([op]);
+  }
+  return out;
+}
+
+/** Tables of `database` that have a foreign key or are referenced by one. */
+async function foreignKeyTables(conn: Connection, database: string): Promise<Set<string>> {
+  const [rows] = await conn.query(
+    `SELECT TABLE_NAME AS child, REFERENCED_TABLE_NAME AS parent
+       FROM information_schema.REFERENTIAL_CONSTRAINTS
+      WHERE CONSTRAINT_SCHEMA = ?`,
+    [database],
+  );
+  const out = new Set<string>();
+  for (const r of rows as { child: string; parent: string }[]) {
+    out.add(String(r.child));
+    out.add(String(r.parent));
+  }
+  return out;
+}
+
 class Tailer implements TailHandle {
   readonly opts: Required<
     Omit<TailOptions, 'ctx' | 'sources' | 'fromPosition' | 'onProgress' | 'metricsPort' | 'onNote'>
@@ -1013,6 +1095,11 @@ class Tailer implements TailHandle {
   private rejectDone!: (e: unknown) => void;
   readonly done: Promise<TailStatus>;
   private readonly locks: string[] = [];
+  private stoppedBecause: string | undefined;
+  /** The job's state when this tailer started (watchJob acts on a change from it). */
+  private startState: string | undefined;
+  /** A job-state read is in flight (watchJob): ticks do not pile up behind a slow control server. */
+  private watching = false;
 
   constructor(
     readonly ctx: TailContext,
@@ -1028,6 +1115,8 @@ class Tailer implements TailHandle {
       statusIntervalMs: DEFAULTS.statusIntervalMs,
       progressIntervalMs: DEFAULTS.progressIntervalMs,
       reconnectForMs: DEFAULTS.reconnectForMs,
+      jobWatchMs: DEFAULTS.jobWatchMs,
+      otherDirectionWaitMs: DEFAULTS.otherDirectionWaitMs,
       ...given,
     };
     this.direction = this.opts.direction;
@@ -1127,6 +1216,7 @@ class Tailer implements TailHandle {
     try {
       for (const p of this.pipelines) await this.lock(p.name);
       await this.refuseFinishedJob();
+      await this.refuseOtherDirection();
       await Promise.all(this.pipelines.map((p) => p.setup()));
       if (this.opts.metricsPort !== undefined) {
         this.server = await serveMetrics(this.metrics.registry, this.opts.metricsPort);
@@ -1154,7 +1244,8 @@ class Tailer implements TailHandle {
       for (const p of this.pipelines) p.sample(now);
     }, 1000);
     const mirrorTimer = setInterval(() => this.mirrorNow(), this.opts.statusIntervalMs);
-    this.timers.push(tick, mirrorTimer);
+    const jobTimer = setInterval(() => this.watchJob(), this.opts.jobWatchMs);
+    this.timers.push(tick, mirrorTimer, jobTimer);
     if (this.opts.onProgress) {
       const onProgress = this.opts.onProgress;
       this.timers.push(setInterval(() => onProgress(this.status()), this.opts.progressIntervalMs));
@@ -1164,11 +1255,87 @@ class Tailer implements TailHandle {
     for (const p of this.pipelines) p.sample(now);
   }
 
-  private lockName(source: string): string {
-    const h = createHash('sha256')
-      .update(`${this.ctx.control.database}\0${this.ctx.job.id}\0${this.direction}\0${source}`)
-      .digest('hex');
-    return `reshard_tail_${h.slice(0, 48)}`;
+  private lockName(source: string, direction: Direction = this.direction): string {
+    return tailLockName(this.ctx.control.database, this.ctx.job.id, direction, source);
+  }
+
+  /**
+   * Forward and reverse tailing of one job must never overlap. Each applies to the other's
+   * sources, and neither can tell its own writes from the application's in the binlog it
+   * reads. If they overlapped, each would carry the other's writes back. A row written twice
+   * in quick succession on the new shards would then flip between its two images. Checked
+   * after our own locks are held: two tailers starting at once in opposite directions each see
+   * the other and both refuse, rather than both starting. A forward tailer stops by itself
+   * once the job is cut over (watchJob), so a reverse start waits a little for it before
+   * refusing.
+   */
+  private async refuseOtherDirection(): Promise<void> {
+    const other: Direction = this.direction === 'forward' ? 'reverse' : 'forward';
+    // The other direction's sources are this direction's targets: every shard a moving segment
+    // goes to, whichever sources this process was asked to tail.
+    const shards = [...new Set([...this.plannedPairs().values()].flat())].sort();
+    const deadline = Date.now() + this.opts.otherDirectionWaitMs;
+    let noted = false;
+    for (;;) {
+      const held: { shard: string; holder: string }[] = [];
+      for (const shard of shards) {
+        const [rows] = await this.ctx.control.conn.query('SELECT IS_USED_LOCK(?) AS holder', [
+          this.lockName(shard, other),
+        ]);
+        const holder = (rows as Record<string, unknown>[])[0]?.holder;
+        if (holder !== null && holder !== undefined) held.push({ shard, holder: String(holder) });
+      }
+      if (held.length === 0) return;
+      if (Date.now() >= deadline) {
+        const h = held[0]!;
+        throw new PreconditionError(
+          'E_TAIL_OTHER_DIRECTION',
+          `a ${other} reshard tail is still streaming ${held.map((x) => x.shard).join(', ')} for job ${this.ctx.job.name} (control connection ${h.holder}); forward and reverse tailing must never run together: each would apply the other's writes back, and a stale image could overwrite a newer row`,
+          {
+            hint:
+              other === 'forward'
+                ? 'a forward tailer stops by itself within seconds of the cutover; if it does not, stop it (SIGTERM), then start reshard tail --reverse again'
+                : 'stop the reverse tailer (SIGTERM) first; forward tailing is only for before the cutover',
+          },
+        );
+      }
+      if (!noted) {
+        this.note(
+          `waiting up to ${Math.round(this.opts.otherDirectionWaitMs / 1000)} s for the ${other} tailer of ${held.map((x) => x.shard).join(', ')} to stop`,
+        );
+        noted = true;
+      }
+      await sleep(Math.min(250, Math.max(0, deadline - Date.now())));
+    }
+  }
+
+  /**
+   * Stop gracefully once the job leaves the states this direction may run in: a forward tailer
+   * after the cutover flips routing (the old shards are frozen, so it has nothing left to
+   * apply, and the reverse tailer may start only once it is gone), a reverse one once the job
+   * is completed or rolled back.
+   */
+  private watchJob(): void {
+    if (this.watching || this.stopping) return;
+    this.watching = true;
+    getJob(this.ctx.control.conn, this.ctx.job.id)
+      .then((job) => {
+        // A change of state, not the state itself: the command checks the state at start
+        // (`reshard tail`), and a tailer started in-process for another state (tests, a drain)
+        // runs until the job moves on.
+        if (!job || this.stopping || job.state === this.startState) return;
+        if (TAIL_STATES[this.direction].includes(job.state)) return;
+        this.stoppedBecause = `job ${job.name} is now '${job.state}': ${this.direction} tailing stopped`;
+        this.note(
+          `${this.stoppedBecause}${this.direction === 'forward' && job.state === 'cut-over' ? ' (start reshard tail --reverse to keep the old shards current for a rollback)' : ''}`,
+        );
+        this.stop().catch(() => undefined);
+      })
+      // A control hiccup is not a reason to stop: the mirror reports it, and the next tick retries.
+      .catch(() => undefined)
+      .finally(() => {
+        this.watching = false;
+      });
   }
 
   private async lock(source: string): Promise<void> {
@@ -1191,6 +1358,7 @@ class Tailer implements TailHandle {
    */
   private async refuseFinishedJob(): Promise<void> {
     const job = await getJob(this.ctx.control.conn, this.ctx.job.id);
+    this.startState = job?.state;
     if (job && isTerminal(job.state)) {
       throw new PreconditionError(
         'E_TAIL_JOB_STATE',
@@ -1237,7 +1405,11 @@ class Tailer implements TailHandle {
   }
 
   status(): TailStatus {
-    return { direction: this.direction, sources: this.pipelines.map((p) => p.status()) };
+    return {
+      direction: this.direction,
+      sources: this.pipelines.map((p) => p.status()),
+      ...(this.stoppedBecause ? { stoppedBecause: this.stoppedBecause } : {}),
+    };
   }
 
   async waitCaughtUp(opts: { timeoutMs?: number } = {}): Promise<TailStatus> {

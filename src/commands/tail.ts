@@ -16,9 +16,6 @@ interface Opts {
   json?: boolean;
 }
 
-const FORWARD_STATES = ['planned', 'copying', 'catching-up', 'verified'];
-const REVERSE_STATES = ['verified', 'cut-over'];
-
 export function defineTail(program: Command): void {
   program
     .command('tail')
@@ -44,6 +41,7 @@ export function defineTail(program: Command): void {
         const { openJob } = await import('../job/context.js');
         const { parsePosition, formatPosition } = await import('../binlog/position.js');
         const { runTail } = await import('../binlog/tailer.js');
+        const { TAIL_STATES } = await import('../binlog/status.js');
         let metricsPort: number | undefined;
         if (opts.metricsPort !== undefined) {
           metricsPort = Number(opts.metricsPort);
@@ -61,7 +59,7 @@ export function defineTail(program: Command): void {
         const direction = opts.reverse ? 'reverse' : 'forward';
         const ctx = await openJob({ planPath: opts.plan, control: opts.control, create: false });
         try {
-          const allowed = opts.reverse ? REVERSE_STATES : FORWARD_STATES;
+          const allowed = TAIL_STATES[direction];
           if (!allowed.includes(ctx.job.state)) {
             throw new PreconditionError(
               'E_TAIL_JOB_STATE',

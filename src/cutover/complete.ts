@@ -9,6 +9,11 @@
  *
  * Preconditions, all checked before anything is written (exit 3 otherwise):
  *   - the job is `cut-over` (an already `completed` job is reported, not an error);
+ *   - no cutover, rollback or reads-first switch of the job is running or left unfinished: with
+ *     --execute we hold the job lock cutover and rollback hold, and an attempt still open in the
+ *     journal (it crashed, e.g. a rollback killed after freezing the new shards) must be finished
+ *     by re-running its command first — completing over it would close the rollback window with
+ *     the authoritative shards still read-only;
  *   - the active routing is this job's new topology (nobody rolled back or re-routed by hand);
  *   - no reverse tailer of the job is running: it holds an advisory lock per source on the
  *     control server (see tailLockName), and a running one would keep writing to the old shards
@@ -17,12 +22,15 @@
  *     afterwards refuses the `completed` state.
  */
 import type { RowDataPacket } from 'mysql2/promise';
+import { tailLockName } from '../binlog/status.js';
 import { PreconditionError } from '../errors.js';
 import { openJob } from '../job/context.js';
 import { transitionJob } from '../state/control.js';
 import { readActiveRouting } from '../status/routing.js';
 import type { Check } from './cutover.js';
-import { movingPairs, tailLockName } from './drain.js';
+import { movingPairs } from './drain.js';
+import { lockJob } from './engine.js';
+import { lastAttempt, type Op, readJournal } from './journal.js';
 import { classifyActive } from './routing.js';
 
 export interface CompleteOptions {
@@ -43,7 +51,11 @@ export async function runComplete(opts: CompleteOptions): Promise<CompleteResult
   const ctx = await openJob({ planPath: opts.planPath, control: opts.control, create: false });
   const conn = ctx.control.conn;
   const held: string[] = [];
+  let release: (() => Promise<void>) | undefined;
   try {
+    // One switch at a time: a rollback running now could otherwise flip the job back between
+    // our checks and the transition, or freeze the new shards under a completed job.
+    if (opts.execute) release = await lockJob(ctx);
     const job = ctx.job;
     if (job.state === 'completed')
       return { job: { name: job.name, state: job.state }, mode: 'already-completed', ok: true, checks: [] };
@@ -62,6 +74,20 @@ export async function runComplete(opts: CompleteOptions): Promise<CompleteResult
     }
 
     const checks: Check[] = [];
+    const journal = await readJournal(conn, job.id);
+    const unfinished = (['rollback', 'cutover', 'reads'] as const satisfies readonly Op[]).filter(
+      (op) => lastAttempt(journal, op)?.open,
+    );
+    checks.push(
+      unfinished.length === 0
+        ? { name: 'journal', ok: true, detail: 'no cutover, rollback or reads switch is unfinished' }
+        : {
+            name: 'journal',
+            ok: false,
+            detail: `a ${unfinished[0]} of this job did not finish (it may have left shards read-only)`,
+            hint: `re-run \`reshard ${unfinished[0] === 'rollback' ? 'rollback' : 'cutover'} --plan ${ctx.planPath} --execute\` to finish or undo it, then complete`,
+          },
+    );
     const active = await readActiveRouting(conn);
     const kind = classifyActive(active?.document, ctx.from, ctx.to, job.name);
     checks.push(
@@ -114,6 +140,7 @@ export async function runComplete(opts: CompleteOptions): Promise<CompleteResult
     return { job: { name: updated.name, state: updated.state }, mode: 'completed', ok: true, checks };
   } finally {
     for (const name of held) await conn.query('SELECT RELEASE_LOCK(?)', [name]).catch(() => undefined);
+    await release?.().catch(() => undefined);
     await ctx.close();
   }
 }

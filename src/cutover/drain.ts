@@ -15,10 +15,9 @@
  * to drain the backlog of that instant at the rate the tailer achieves; after writes stop, the
  * backlog only shrinks, so it bounds the drain under the freeze.
  */
-import { createHash } from 'node:crypto';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { type BinlogPosition, comparePositions, formatPosition } from '../binlog/position.js';
-import type { Direction } from '../binlog/status.js';
+import { type Direction, tailLockName } from '../binlog/status.js';
 import { startTail, type TailHandle } from '../binlog/tailer.js';
 import { readBinlogPosition } from '../copy/index.js';
 import { connect } from '../db/connect.js';
@@ -50,17 +49,6 @@ export function movingPairs(plan: Pick<Plan, 'segments'>, direction: Direction):
     out.push(p);
   }
   return out.sort((a, b) => (a.source + a.target < b.source + b.target ? -1 : 1));
-}
-
-/**
- * The name of the advisory lock `reshard tail` holds on the control server per (job, direction,
- * source) — the same formula as the tailer's `lockName`. Only used to notice a running tailer; if
- * the formula ever drifts, starting our own tailer fails with E_TAIL_RUNNING and we fall back to
- * the running one.
- */
-export function tailLockName(controlDb: string, jobId: number, direction: Direction, source: string): string {
-  const h = createHash('sha256').update(`${controlDb}\0${jobId}\0${direction}\0${source}`).digest('hex');
-  return `reshard_tail_${h.slice(0, 48)}`;
 }
 
 export function positionKey(direction: Direction, source: string): string {

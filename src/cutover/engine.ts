@@ -239,7 +239,7 @@ export async function recoverSwitch(
   return { state: 'undone', attempt: a };
 }
 
-class Steps {
+export class Steps {
   readonly timings: StepTiming[] = [];
   constructor(
     private readonly e: EngineContext,
@@ -520,6 +520,63 @@ export async function flipTransaction(
 }
 
 /**
+ * The publish step of a committed flip: write --routing-out and run --on-flip, journaled as
+ * `publish` (started, then done — or failed, and the error thrown). The routing version is
+ * already active in the control schema, so the error says so and how to finish: the same
+ * command, re-run, runs only the steps not done (the hook must be idempotent).
+ */
+export async function publishStep(
+  e: EngineContext,
+  version: number,
+  steps: Steps = new Steps(e, e.op),
+): Promise<PublishResult> {
+  const { ctx, op } = e;
+  const conn = ctx.control.conn;
+  const [rows] = await conn.query<RowDataPacket[]>(
+    'SELECT routing FROM reshard_routing_versions WHERE version = ?',
+    [version],
+  );
+  if (!rows[0])
+    throw new ReshardError('bug', 'E_BUG', `routing version ${version} of the journal's flip is missing`);
+  const document = parseRouting(String(rows[0].routing), `routing version ${version}`);
+  const again = `routing version ${version} is active; fix the cause and re-run the same command: it re-runs only the remaining steps (the hook must be idempotent)`;
+  try {
+    return await steps.run('publish', { version }, async () => {
+      let r: PublishResult;
+      try {
+        r = await publishRouting({
+          document,
+          version,
+          jobName: ctx.job.name,
+          phase: op,
+          routingOut: e.routingOut,
+          onFlip: e.onFlip,
+        });
+      } catch (err) {
+        throw new RetriesExhaustedError(
+          'E_PUBLISH_ROUTING',
+          `could not publish routing version ${version}: ${(err as Error)?.message ?? err}`,
+          { hint: again, cause: err },
+        );
+      }
+      if (r.hook && r.hook.exitCode !== 0) {
+        throw new RetriesExhaustedError(
+          'E_CUTOVER_HOOK',
+          `--on-flip exited with ${r.hook.exitCode ?? r.hook.signal}: ${r.hook.command}`,
+          { hint: again },
+        );
+      }
+      return { ...r };
+    });
+  } catch (err) {
+    await appendJournal(conn, ctx.job.id, op, 'publish', 'failed', {
+      error: err instanceof ReshardError ? err.toJSON() : String((err as Error)?.message ?? err),
+    }).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
  * After the flip (now, or on a re-run after a crash): publish (routing file, hook), unfreeze the
  * in-place servers (and, for a rollback, the old shards), end the attempt. Idempotent.
  */
@@ -541,43 +598,13 @@ export async function finishSwitch(
   const steps = new Steps(e, op);
   steps.timings.push(...timings);
   const version = Number(attempt.steps.get('flip')?.done?.version);
-  const [rows] = await conn.query<RowDataPacket[]>(
-    'SELECT routing FROM reshard_routing_versions WHERE version = ?',
-    [version],
-  );
-  if (!rows[0])
-    throw new ReshardError('bug', 'E_BUG', `routing version ${version} of the journal's flip is missing`);
-  const document = parseRouting(String(rows[0].routing), `routing version ${version}`);
-
   let publish: PublishResult | undefined;
   let publishError: unknown;
   if (!stepDone(attempt, 'publish')) {
     try {
-      publish = await steps.run('publish', { version }, async () => {
-        const r = await publishRouting({
-          document,
-          version,
-          jobName: ctx.job.name,
-          phase: op,
-          routingOut: e.routingOut,
-          onFlip: e.onFlip,
-        });
-        if (r.hook && r.hook.exitCode !== 0) {
-          throw new RetriesExhaustedError(
-            'E_CUTOVER_HOOK',
-            `--on-flip exited with ${r.hook.exitCode ?? r.hook.signal}: ${r.hook.command}`,
-            {
-              hint: `routing version ${version} is active; fix the hook and re-run the same command: it re-runs only the remaining steps (the hook must be idempotent)`,
-            },
-          );
-        }
-        return { ...r };
-      });
+      publish = await publishStep(e, version, steps);
     } catch (err) {
       publishError = err;
-      await appendJournal(conn, jobId, op, 'publish', 'failed', {
-        error: err instanceof ReshardError ? err.toJSON() : String((err as Error)?.message ?? err),
-      }).catch(() => undefined);
     }
   }
 

@@ -1,4 +1,6 @@
 /** Cutover and rollback: what commands, tests and applications import. See README.md. */
+
+export { tailLockName } from '../binlog/status.js';
 export { type CompleteOptions, type CompleteResult, runComplete } from './complete.js';
 export {
   type Check,
@@ -7,7 +9,7 @@ export {
   runCutover,
   type ServerSummary,
 } from './cutover.js';
-export { Drainer, movingPairs, type Pair, positionKey, tailLockName } from './drain.js';
+export { Drainer, movingPairs, type Pair, positionKey } from './drain.js';
 export type { ServerRecord, StepTiming, SwitchOutcome } from './engine.js';
 export { type Attempt, type JournalRow, lastAttempt, type Op, readJournal } from './journal.js';
 export { fmtMs, type Prediction, parseDurationMs, predictFreeze } from './predict.js';

@@ -28,12 +28,13 @@ import {
   flipTransaction,
   lockJob,
   mismatch,
+  publishStep,
   recoverSwitch,
   type StepTiming,
 } from './engine.js';
 import { type Attempt, appendJournal, lastAttempt, readJournal, stepDone } from './journal.js';
 import { type PurgeSummary, purgeTargets } from './purge.js';
-import { classifyActive, fullRouting, type PublishResult, publishRouting } from './routing.js';
+import { classifyActive, fullRouting, type PublishResult } from './routing.js';
 import { freezePrivilegeProblems, freezeSet, ServerSessions } from './servers.js';
 
 export interface RollbackOptions {
@@ -123,9 +124,14 @@ export async function runRollback(options: RollbackOptions): Promise<RollbackRes
         await finishSwitch(
           { ...e, op: 'cutover', routingOut: undefined, onFlip: undefined },
           cut.attempt!,
-        ).catch((err: unknown) =>
-          note(`rollback: the cutover's publish step failed again (${(err as Error).message}); continuing`),
-        );
+        ).catch(async (err: unknown) => {
+          // Only a failed publish may be passed over: the rollback publishes its own routing.
+          // Any other step (the unfreeze above all) must have finished, or the rollback would
+          // take the still-frozen servers' state for their own and leave them read-only.
+          const after = lastAttempt(await readJournal(ctx.control.conn, ctx.job.id), 'cutover');
+          if (!stepDone(after, 'unfreeze')) throw err;
+          note(`rollback: the cutover's publish step failed again (${(err as Error).message}); continuing`);
+        });
       }
     }
     const state = await currentJobState(ctx);
@@ -355,14 +361,6 @@ async function cancel(
         jobFrom: [state],
         jobTo: 'cancelled',
       });
-      publish = await publishRouting({
-        document,
-        version: routingVersion,
-        jobName: ctx.job.name,
-        phase: 'rollback',
-        routingOut: options.routingOut,
-        onFlip: options.onFlip,
-      });
       steps.push({ step: 'flip', ms: Date.now() - t0 });
     } else {
       await appendJournal(conn, jobId, 'rollback', 'cancel', 'started', { from: state });
@@ -371,6 +369,16 @@ async function cancel(
       steps.push({ step: 'cancel', ms: Date.now() - t0 });
     }
     a = lastAttempt(await readJournal(conn, jobId), 'rollback')!;
+  }
+  // Reads were routed back: tell the applications, as a step of its own. A failed publish
+  // (routing file, hook) leaves the attempt open, and the re-run the error asks for does it
+  // again — the job is already cancelled by then, so only this step is left.
+  const flipped = a.steps.get('flip')?.done;
+  if (flipped && !stepDone(a, 'publish')) {
+    const t0 = Date.now();
+    routingVersion = Number(flipped.version);
+    publish = await publishStep(e, routingVersion);
+    steps.push({ step: 'publish', ms: Date.now() - t0 });
   }
   let purged: PurgeSummary | undefined;
   if (purge && !stepDone(a, 'purge')) {

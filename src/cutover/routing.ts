@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { renameSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { UsageError } from '../errors.js';
+import { envWithoutSecrets } from '../output.js';
 import type { Plan } from '../plan/types.js';
 import {
   type RoutingDocument,
@@ -123,8 +124,9 @@ export async function publishRouting(o: PublishOptions): Promise<PublishResult> 
       // The hook's output is progress, not our result: both its streams go to our stderr.
       const child = spawn('/bin/sh', ['-c', o.onFlip!], {
         stdio: ['ignore', 2, 2],
+        // The hook learns what changed, not how to log in: reshard's passwords are left out.
         env: {
-          ...process.env,
+          ...envWithoutSecrets(process.env),
           RESHARD_PHASE: o.phase,
           RESHARD_JOB: o.jobName,
           RESHARD_ROUTING_VERSION: String(o.version),
