@@ -24,7 +24,7 @@
  *      Measured end to end, not by reshard's own estimate; that one (reshard_tail_status) goes
  *      in the note too, with the load average and CPU pressure of the measured window.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
@@ -231,6 +231,7 @@ export async function benchTail(env: BenchEnv, rows: Row[]): Promise<void> {
           ? `reshard's own lag estimate (reshard_tail_status, every 0.5 s): p99 ${quantile(r.tailerLag, 0.99).toFixed(2)} s, max ${quantile(r.tailerLag, 1).toFixed(2)} s`
           : undefined,
         `1-min load average ${r.loadavg} (start → end of the measured load; ${cpus().length} CPUs)${Number.isFinite(r.cpuStalled) ? `, some task waiting for a CPU ${(100 * r.cpuStalled).toFixed(0)} % of the time (/proc/pressure/cpu)` : ''}`,
+        r.cores ? `CPU used in that window, in cores: ${r.cores}` : undefined,
         r.tailerNote,
       ]
         .filter(Boolean)
@@ -261,6 +262,85 @@ function cpuPressure(): { us: number; at: number } | undefined {
   }
 }
 
+/**
+ * CPU time (seconds, user + system) used so far by each group of processes that share the
+ * machine during the live phase: the sandbox servers by role, the live tailer, sysbench, this
+ * bench (its probes and pollers) and everything else, from /proc (Linux only; undefined
+ * elsewhere). Two snapshots give who took the cores in the measured window — on the 2-core
+ * bench machine the lag is set by how much CPU each pipeline stage gets, not by the tailer alone.
+ */
+function cpuByGroup(ports: Record<Instance, number>, plan: string): Map<string, number> | undefined {
+  const HZ = 100; // USER_HZ, the unit of /proc/<pid>/stat times, on every Linux the bench runs on
+  try {
+    const out = new Map<string, number>();
+    const roleOfPort = new Map<number, string>();
+    for (const [name, port] of Object.entries(ports))
+      roleOfPort.set(
+        port,
+        (SOURCES as readonly string[]).includes(name)
+          ? 'sources'
+          : (TARGETS as readonly string[]).includes(name)
+            ? 'targets'
+            : name === 'ctl'
+              ? 'control'
+              : 'replica',
+      );
+    for (const d of readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      let stat: string;
+      let cmd: string;
+      try {
+        stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+        cmd = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').join(' ');
+      } catch {
+        continue; // exited meanwhile
+      }
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const ticks = Number(f[11]) + Number(f[12]);
+      if (!(ticks > 0)) continue;
+      const port = /--port=(\d+)/.exec(cmd);
+      const group =
+        port && cmd.includes('mariadbd')
+          ? (roleOfPort.get(Number(port[1])) ?? 'other')
+          : cmd.includes(' tail ') && cmd.includes(plan)
+            ? 'reshard tail'
+            : cmd.includes('sysbench')
+              ? 'sysbench'
+              : Number(d) === process.pid
+                ? 'bench probes'
+                : 'other';
+      out.set(group, (out.get(group) ?? 0) + ticks / HZ);
+    }
+    return out;
+  } catch {
+    return undefined;
+  }
+}
+
+/** "sources 1.31, targets 0.18, …" cores (CPU seconds per second) between two snapshots. */
+function coresUsed(
+  a: Map<string, number> | undefined,
+  b: Map<string, number> | undefined,
+  seconds: number,
+): string | undefined {
+  if (!a || !b || !(seconds > 0)) return undefined;
+  const order = [
+    'sources',
+    'targets',
+    'control',
+    'replica',
+    'reshard tail',
+    'sysbench',
+    'bench probes',
+    'other',
+  ];
+  return order
+    .map((g) => [g, ((b.get(g) ?? 0) - (a.get(g) ?? 0)) / seconds] as const)
+    .filter(([, c]) => c >= 0.005)
+    .map(([g, c]) => `${g} ${c.toFixed(2)}`)
+    .join(', ');
+}
+
 /** Transactions/s from sysbench's summary (0 when absent). */
 function sysbenchTps(r: { stdout: string }): number {
   return Number(/transactions:\s+\d+\s+\(([\d.]+) per sec/.exec(r.stdout)?.[1] ?? 0);
@@ -287,6 +367,8 @@ interface LiveResult {
   loadavg: string;
   /** Share of the measured window in which some runnable task waited for a CPU (PSI), or NaN. */
   cpuStalled: number;
+  /** CPU used per group of processes in the measured window, in cores ("sources 1.31, …"). */
+  cores?: string;
   tailerNote?: string;
 }
 
@@ -414,6 +496,8 @@ async function liveLag(
     let start: Record<string, Position> | undefined;
     let loadAtStart = Number.NaN;
     let pressureAtStart: { us: number; at: number } | undefined;
+    let cpuAtStart: { groups: Map<string, number> | undefined; at: number } | undefined;
+    let cpuAtEnd: typeof cpuAtStart;
     let t0 = process.hrtime.bigint();
     const counted = (async () => {
       await sleep(WARM_S * 1000);
@@ -421,8 +505,17 @@ async function liveLag(
       start = await positions(env);
       loadAtStart = loadavg()[0]!;
       pressureAtStart = cpuPressure();
+      cpuAtStart = { groups: cpuByGroup(h.ports, o.plan), at: Date.now() };
       t0 = process.hrtime.bigint();
       live.phase = 'load';
+      // The second snapshot half a second before sysbench ends: an exited process's CPU time is
+      // gone from /proc, so sysbench would not be counted after it.
+      setTimeout(
+        () => {
+          if (live.phase === 'load') cpuAtEnd = { groups: cpuByGroup(h.ports, o.plan), at: Date.now() };
+        },
+        Math.max(0, o.seconds * 1000 - 500),
+      ).unref();
     })();
     const runs = await Promise.race([
       Promise.all(
@@ -450,6 +543,10 @@ async function liveLag(
     if (ended !== 'load' || !start) return { error: 'sysbench ended before the warm-up was over' };
     const load = `${loadAtStart.toFixed(2)} → ${loadavg()[0]!.toFixed(2)}`;
     const pressureAtEnd = cpuPressure();
+    const cores =
+      cpuAtStart && cpuAtEnd
+        ? coresUsed(cpuAtStart.groups, cpuAtEnd.groups, (cpuAtEnd.at - cpuAtStart.at) / 1000)
+        : undefined;
     const stalled =
       pressureAtStart && pressureAtEnd
         ? (pressureAtEnd.us - pressureAtStart.us) / 1000 / (pressureAtEnd.at - pressureAtStart.at)
@@ -508,6 +605,7 @@ async function liveLag(
       rowsPerSecond: typeof binRows === 'number' ? Math.max(0, binRows - probeRows) / sbSeconds : Number.NaN,
       loadavg: load,
       cpuStalled: stalled,
+      ...(cores ? { cores } : {}),
       ...(tailerNote ? { tailerNote } : {}),
     };
   } finally {
