@@ -3,12 +3,13 @@
  * and its shard key — read from the server, never assumed.
  */
 import type { Connection } from 'mysql2/promise';
-import { qcols, qt } from '../db/quote.js';
+import { q, qcols, qt, selectList } from '../db/quote.js';
 import { UsageError } from '../errors.js';
 import type { RouteKey } from '../plan/router.js';
 import {
   isBinaryType,
   isIntegerType,
+  refuseUnsupportedColumns,
   requireTableDefinition,
   type TableDefinition,
 } from '../preflight/schema.js';
@@ -32,10 +33,30 @@ export interface TableMeta {
   /** How a shard-key value becomes a routing key. */
   keyKind: 'int' | 'string' | 'binary';
   /** Precomputed quoted fragments. */
-  sql: { table: string; columns: string; pkColumns: string };
+  /**
+   * columns: for INSERT; select: for reading rows (FLOAT/DOUBLE exactly, see selectList);
+   * shardKey: the shard key as an SQL expression whose bytes are the ones the router hashes and
+   * compares (UTF-8 for text, see shardKeyExpr).
+   */
+  sql: { table: string; columns: string; select: string; pkColumns: string; shardKey: string };
+}
+
+/** Character sets whose bytes for any key are its UTF-8 bytes. */
+const UTF8_BYTES = new Set(['utf8mb4', 'utf8mb3', 'utf8', 'ascii']);
+
+/**
+ * The shard key as SQL for the copy's filter: the router hashes and compares a text key's UTF-8
+ * bytes, while CRC32(col) and CAST(col AS BINARY) see the column's own charset, so a latin1 key
+ * like 'é' (E9, not C3 A9) would be filtered by another segment than the router's. Other
+ * charsets are converted first; binary strings and numbers are used as they are.
+ */
+function shardKeyExpr(c: TableDefinition['columns'][number]): string {
+  if (c.charset === null || UTF8_BYTES.has(c.charset.toLowerCase())) return q(c.name);
+  return `CONVERT(${q(c.name)} USING utf8mb4)`;
 }
 
 export function tableMetaFromDefinition(def: TableDefinition, spec: TableSpec): TableMeta {
+  refuseUnsupportedColumns(def);
   const cols = def.columns.filter((c) => c.generated === null);
   const columns = cols.map((c) => c.name);
   const pk = def.primaryKey.map((n) => columns.indexOf(n));
@@ -67,7 +88,9 @@ export function tableMetaFromDefinition(def: TableDefinition, spec: TableSpec): 
     sql: {
       table: qt(def.database, def.table),
       columns: qcols(columns),
+      select: selectList(cols),
       pkColumns: qcols(pk.map((i) => columns[i]!)),
+      shardKey: shardKeyExpr(keyCol),
     },
   };
 }

@@ -470,19 +470,23 @@ export class ZongjiSource implements ChangeSource {
   }
 
   /**
-   * Could this statement change a tracked table? Yes when it runs in the shard's database or
-   * names one of the tracked tables anywhere (a qualified name, a join); a statement in another
-   * database that names none of them is someone else's. When unsure, the answer is yes: a
-   * false stop is loud, a false skip loses rows.
+   * Could this statement change a tracked table? Yes when it runs in the shard's database, or
+   * names that database anywhere (a qualified table). A statement in another database that
+   * does not name ours is someone else's, even when its tables are called like ours (a server
+   * with a database per tenant). Not seen: a change made through a trigger, view or procedure
+   * of another database that never names ours.
    */
   private mayTouchTracked(sql: string, schema: string | undefined): boolean {
-    if (schema === undefined || schema === '' || schema === this.opts.database) return true;
+    if (schema === this.opts.database) return true;
+    const db = this.opts.database.toLowerCase();
     const text = sql.toLowerCase();
-    for (const t of this.trackedTables) {
-      const re = new RegExp(
-        `(^|[^a-z0-9_$])${t.toLowerCase().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}($|[^a-z0-9_$])`,
-      );
-      if (re.test(text)) return true;
+    let i = text.indexOf(db);
+    while (i >= 0) {
+      const before = i === 0 ? '' : text[i - 1]!;
+      const after = text[i + db.length] ?? '';
+      const boundary = (ch: string) => ch === '' || !/[a-z0-9_$]/.test(ch);
+      if (boundary(before) && boundary(after)) return true;
+      i = text.indexOf(db, i + 1);
     }
     return false;
   }

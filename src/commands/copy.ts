@@ -26,6 +26,11 @@ export function parseRate(v: string, flag: string): number {
   const m = /^(\d+(?:\.\d+)?)([km]?)$/i.exec(v.trim());
   if (!m) throw new UsageError('E_USAGE', `${flag} must be rows per second, e.g. 20000 or 20k, got '${v}'`);
   const n = Number(m[1]) * (m[2]?.toLowerCase() === 'k' ? 1e3 : m[2]?.toLowerCase() === 'm' ? 1e6 : 1);
+  // 0 means unlimited, so a positive rate that would round to 0 is an error, not "no limit".
+  if (n > 0 && n < 1)
+    throw new UsageError('E_USAGE', `${flag} ${v} is below 1 row per second`, {
+      hint: 'give at least 1 (0 means unlimited); to stop copying, use --pause',
+    });
   return Math.round(n);
 }
 

@@ -158,7 +158,7 @@ export async function runCleanup(opts: RunCleanupOptions): Promise<CleanupSummar
             changed: 0,
           };
           tables.push(summary);
-          const filter = movingFilter(sp, index, spec.shardKey);
+          const filter = movingFilter(sp, index, meta.sql.shardKey);
           // Only the primary key and the shard key are read.
           const cols = [...new Set([...meta.pk, meta.shardKey])];
           const colSql = cols.map((i) => q(meta.columns[i]!)).join(', ');

@@ -300,7 +300,7 @@ export async function readPage(
 function lockingPageQuery(job: TableJob, lower: PkTuple | null, upper: PkTuple | null, limit: number) {
   return pageQuery({
     table: job.meta.sql.table,
-    columns: job.meta.sql.columns,
+    columns: job.meta.sql.select,
     key: job.key,
     lower,
     upper,

@@ -5,6 +5,7 @@
  */
 import type { Connection } from 'mysql2/promise';
 import { connectShard } from '../db/connect.js';
+import { q } from '../db/quote.js';
 import { loadPlanContext } from '../job/context.js';
 import { runPreflight } from '../preflight/index.js';
 import type { PreflightReport } from '../preflight/types.js';
@@ -61,7 +62,7 @@ export async function previewCopy(opts: { planPath: string }): Promise<CopyPrevi
         table: spec.name,
         tableRows: st?.rows ?? null,
         estimatedRows: est,
-        filter: !sp.hasStays ? 'all' : movingFilter(sp, ctx.index, spec.shardKey) ? 'sql' : 'client',
+        filter: !sp.hasStays ? 'all' : movingFilter(sp, ctx.index, q(spec.shardKey)) ? 'sql' : 'client',
       });
     }
     await conn?.end().catch(() => conn?.destroy());

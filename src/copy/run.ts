@@ -418,40 +418,46 @@ async function runJob(
     }, 500).unref(),
   );
   let lastControlOk = Date.now();
-  timers.push(
-    setInterval(async () => {
-      try {
-        const st = await main.run('reading copy control', (c) => readCopyControl(c, jobId));
-        throttle.setPaused('control', st.paused);
-        throttle.setRates({
-          rate: st.rate ?? opts.rate ?? 0,
-          targetRate: st.targetRate ?? opts.targetRate ?? 0,
-        });
-        lastControlOk = Date.now();
-        const j = await main.run('reading job state', (c) => getJob(c, jobId));
-        if (j && j.state !== 'copying' && j.state !== 'catching-up') {
-          stop(
-            `job is now ${j.state}`,
-            new PreconditionError(
-              'E_JOB_STATE',
-              `job '${j.name}' became '${j.state}' while copying; this worker stopped`,
-              {
-                hint:
-                  j.state === 'cancelled'
-                    ? 'the job was cancelled: plan again to start over'
-                    : 'check `reshard status`',
-              },
-            ),
-          );
-        }
-      } catch (e) {
-        if (main.isClosed) return; // the run is over; a tick that fired meanwhile has nothing to do
-        // Fail closed: commands we cannot read might be a pause.
-        if (Date.now() - lastControlOk > 5000) throttle.setPaused('control', true);
-        log().warn({ err: errText(e) }, 'cannot read copy control; pausing until it can');
+  // Pause, rates and the job's state, from the control schema: once before the first page (a
+  // worker started while the job is paused must not copy a row), then every second.
+  const pollControl = async () => {
+    try {
+      const st = await main.run('reading copy control', (c) => readCopyControl(c, jobId));
+      // The job's state before the pause is lifted: a job that moved on must not get one more
+      // page in between.
+      const j = await main.run('reading job state', (c) => getJob(c, jobId));
+      if (j && j.state !== 'copying' && j.state !== 'catching-up') {
+        throttle.setPaused('control', true);
+        stop(
+          `job is now ${j.state}`,
+          new PreconditionError(
+            'E_JOB_STATE',
+            `job '${j.name}' became '${j.state}' while copying; this worker stopped`,
+            {
+              hint:
+                j.state === 'cancelled'
+                  ? 'the job was cancelled: plan again to start over'
+                  : 'check `reshard status`',
+            },
+          ),
+        );
+        return;
       }
-    }, 1000).unref(),
-  );
+      throttle.setPaused('control', st.paused);
+      throttle.setRates({
+        rate: st.rate ?? opts.rate ?? 0,
+        targetRate: st.targetRate ?? opts.targetRate ?? 0,
+      });
+      lastControlOk = Date.now();
+    } catch (e) {
+      if (main.isClosed) return; // the run is over; a tick that fired meanwhile has nothing to do
+      // Fail closed: commands we cannot read might be a pause.
+      if (Date.now() - lastControlOk > 5000) throttle.setPaused('control', true);
+      log().warn({ err: errText(e) }, 'cannot read copy control; pausing until it can');
+    }
+  };
+  await pollControl();
+  timers.push(setInterval(pollControl, 1000).unref());
   timers.push(
     setInterval(
       async () => {

@@ -6,7 +6,6 @@
  */
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { tableMetaFromDefinition } from '../apply/table.js';
-import { q } from '../db/quote.js';
 import { PreconditionError } from '../errors.js';
 import type { PlanIndex } from '../plan/plan-index.js';
 import type { Plan, Segment } from '../plan/types.js';
@@ -45,9 +44,9 @@ export function sourcePlans(plan: Plan, from: Topology): SourcePlan[] {
  * SQL selecting the moving rows of a source: undefined when every key of the source moves (no
  * filter needed) or when the scheme's hash is not SQL-computable (filtered in the client).
  */
-export function movingFilter(sp: SourcePlan, index: PlanIndex, shardKey: string): string | undefined {
+export function movingFilter(sp: SourcePlan, index: PlanIndex, shardKeySql: string): string | undefined {
   if (!sp.hasStays) return undefined;
-  const preds = sp.moving.map((s) => index.sqlPredicate(s, q(shardKey)));
+  const preds = sp.moving.map((s) => index.sqlPredicate(s, shardKeySql));
   if (preds.some((p) => p === undefined)) return undefined;
   return preds.length === 1 ? preds[0] : preds.map((p) => `(${p})`).join(' OR ');
 }
@@ -148,7 +147,7 @@ export async function buildTableJobs(opts: {
         table: spec.name,
         meta,
         key,
-        filter: movingFilter(sp, index, spec.shardKey),
+        filter: movingFilter(sp, index, meta.sql.shardKey),
         targetMeta,
         targets: sp.targets,
         bulk,

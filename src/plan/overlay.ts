@@ -454,6 +454,14 @@ export function sideShares(t: Topology): { share: Map<string, Share | null>; has
 }
 
 export function productOverlay(from: Topology, to: Topology): Overlay {
+  // Only another directory can say which keys exist: from any other scheme, a key missing from
+  // a target directory without a default would have no owner, found only mid-copy.
+  if (to.scheme.type === 'directory' && to.scheme.default === undefined)
+    throw unroutable(
+      from,
+      to,
+      `a key that is not listed in the target directory (any key under ${from.scheme.type})`,
+    );
   const a = sideShares(from);
   const b = sideShares(to);
   const hashed = a.hashed && b.hashed;

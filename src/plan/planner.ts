@@ -8,6 +8,7 @@
  */
 import { UsageError } from '../errors.js';
 import { topologyHash } from '../topology/load.js';
+import { endpointIdentity } from '../topology/schema.js';
 import type { Shard, Topology } from '../topology/types.js';
 import { VERSION } from '../version.js';
 import {
@@ -183,8 +184,9 @@ function differ(from: Topology, to: Topology, what: string, hint: string, where:
   });
 }
 
+/** The server and database a shard is (host names without case: see endpointIdentity). */
 function endpointKey(s: Shard): string {
-  return `${s.endpoint.socket ?? `${s.endpoint.host}:${s.endpoint.port}`}/${s.endpoint.database}`;
+  return endpointIdentity(s.endpoint);
 }
 
 /**

@@ -25,6 +25,7 @@ import {
   primaryKeyCandidate,
   readTableDefinitions,
   type TableDefinition,
+  unsupportedColumns,
 } from './schema.js';
 import {
   judgeBinlogSettings,
@@ -268,6 +269,15 @@ async function checkTables(conn: Connection, p: Probe, info: ServerInfo): Promis
       });
     } else {
       checkShardKeyType(p, spec, def);
+    }
+    for (const u of unsupportedColumns(def)) {
+      issue(p, 'tables', {
+        code: u.code,
+        table: spec.name,
+        column: u.column,
+        message: `${label(p)}: ${u.message}`,
+        hint: u.hint,
+      });
     }
     if (def.engine !== null && def.engine.toLowerCase() !== 'innodb') {
       issue(p, 'tables', {

@@ -497,6 +497,57 @@ export function alterFor(diff: SchemaDifference, expected: TableDefinition, data
 }
 
 /** Suggest `ADD PRIMARY KEY` columns: a unique index on NOT NULL columns, if one exists. */
+/**
+ * Character sets in which several stored byte sequences read as one Unicode character (cp932's
+ * NEC and IBM duplicates, eucjpms): read as utf8mb4 text, which is how reshard reads rows, two
+ * different values look the same, and a copy writes one back as the other.
+ */
+const AMBIGUOUS_CHARSETS = new Set(['cp932', 'eucjpms']);
+
+export interface UnsupportedColumn {
+  code: 'E_PK_ENUM' | 'E_CHARSET_AMBIGUOUS';
+  column: string;
+  message: string;
+  hint: string;
+}
+
+/**
+ * Columns reshard cannot move exactly, so every command refuses the table before writing: an
+ * ENUM or SET in the primary key (the server sorts it by member number but compares it with a
+ * bound value by label, so key-range pages skip or repeat rows), and text in an ambiguous
+ * character set (above).
+ */
+export function unsupportedColumns(def: TableDefinition): UnsupportedColumn[] {
+  const t = qt(def.database, def.table);
+  const out: UnsupportedColumn[] = [];
+  for (const c of def.columns) {
+    if (def.primaryKey.includes(c.name) && (c.dataType === 'enum' || c.dataType === 'set')) {
+      out.push({
+        code: 'E_PK_ENUM',
+        column: c.name,
+        message: `primary key column ${q(c.name)} of ${t} is ${c.type}: reshard pages by primary key, and the server sorts ENUM/SET by member number but compares them by label, so pages would skip or repeat rows`,
+        hint: `change the column to VARCHAR or to the member number (ALTER TABLE ${t} MODIFY ${q(c.name)} …), or leave the table out of the topology's tables`,
+      });
+    }
+    if (c.charset !== null && AMBIGUOUS_CHARSETS.has(c.charset.toLowerCase())) {
+      out.push({
+        code: 'E_CHARSET_AMBIGUOUS',
+        column: c.name,
+        message: `column ${q(c.name)} of ${t} uses character set ${c.charset}, in which different stored bytes read as the same text: a copy would rewrite one as the other, and verify could not tell them apart`,
+        hint: `convert the column to utf8mb4 (ALTER TABLE ${t} MODIFY ${q(c.name)} … CHARACTER SET utf8mb4), or leave the table out of the topology's tables`,
+      });
+    }
+  }
+  return out;
+}
+
+/** Throws the first unsupportedColumns() problem as a precondition error (exit 3). */
+export function refuseUnsupportedColumns(def: TableDefinition): void {
+  const bad = unsupportedColumns(def)[0];
+  if (bad)
+    throw new PreconditionError(bad.code, bad.message, { hint: bad.hint, data: { column: bad.column } });
+}
+
 export function primaryKeyCandidate(def: TableDefinition): string | undefined {
   const notNull = new Set(def.columns.filter((c) => !c.nullable).map((c) => c.name));
   const uk = def.uniqueKeys.find((k) => k.columns.every((c) => notNull.has(c.name) && c.prefix === null));

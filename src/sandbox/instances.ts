@@ -244,11 +244,26 @@ function logSize(inst: InstanceInfo): number {
 /** How long one start may take before it is reported. */
 const START_TIMEOUT_MS = 60_000;
 
-/** Whether the server came up ('ready') or its process ended first ('exited'). */
-async function waitReady(inst: InstanceInfo, exited: () => boolean): Promise<'ready' | 'exited' | 'timeout'> {
+/**
+ * Whether the server came up ('ready') or its process ended first ('exited'). Ready means it
+ * logged "ready for connections" since `offset` of its error log, and its port takes
+ * connections. The port alone is not enough: the server listens before it has finished
+ * starting, and a stop or a purge of its datadir in that moment raced its start (seen in full
+ * test runs: a SIGTERM not obeyed for 60 s, files appearing in a datadir being removed).
+ */
+async function waitReady(
+  inst: InstanceInfo,
+  offset: number,
+  exited: () => boolean,
+): Promise<'ready' | 'exited' | 'timeout'> {
   const deadline = Date.now() + START_TIMEOUT_MS;
   while (Date.now() < deadline) {
-    if (existsSync(inst.pidFile) && (await portOpen(inst.port))) return 'ready';
+    if (
+      existsSync(inst.pidFile) &&
+      /ready for connections/.test(logSince(inst, offset)) &&
+      (await portOpen(inst.port))
+    )
+      return 'ready';
     if (exited()) return 'exited';
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -290,7 +305,7 @@ export async function startInstance(bin: ServerBinary, inst: InstanceInfo): Prom
       ended = true;
     });
     child.unref();
-    const outcome = await waitReady(inst, () => ended);
+    const outcome = await waitReady(inst, offset, () => ended);
     if (outcome === 'ready') return;
     const log = logSince(inst, offset);
     if (outcome === 'exited' && /Address already in use|errno: 98|error: 98/i.test(log)) {

@@ -336,6 +336,8 @@ export function loadDirectoryFile(
       },
     );
   }
+  // A byte order mark (spreadsheets write one in "CSV UTF-8") is not part of the first key.
+  if (text.startsWith('\uFEFF')) text = text.slice(1);
   const entries = new Map<string, string>();
   const issues: ValidationIssue[] = [];
   text.split(/\r?\n/).forEach((line, i) => {

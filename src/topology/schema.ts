@@ -210,6 +210,8 @@ export type TopologyFile = z.infer<typeof topologyFileSchema>;
 
 const DEFAULT_PORT = 3306;
 const DEFAULT_VNODES = 256;
+/** Points of a consistent-hash ring, over all shards (vnodes × weight each). */
+const MAX_RING_POINTS = 1 << 22;
 
 interface Ctx {
   file: string;
@@ -472,6 +474,20 @@ function normalizeRanges(ctx: Ctx, ranges: { shard: string; from?: unknown; to?:
 }
 
 /** Passes 2 and 3. Returns the topology, or undefined with issues recorded. */
+/**
+ * Which server and database a shard endpoint names, as one string: host names compare without
+ * case and without a trailing dot (DNS), database names exactly (case-sensitive on Linux
+ * servers), a socket path exactly. Used wherever two shards must not be one database.
+ */
+export function endpointIdentity(ep: {
+  socket?: string | undefined;
+  host: string;
+  port: number;
+  database: string;
+}): string {
+  return `${ep.socket ?? `${ep.host.toLowerCase().replace(/\.$/, '')}:${ep.port}`}/${ep.database}`;
+}
+
 export function normalizeTopology(
   file: string,
   raw: TopologyFile,
@@ -502,8 +518,7 @@ export function normalizeTopology(
     if (!n) return;
     shards.push(n);
     const ep = n.endpoint;
-    // Host names are case-insensitive; database names are not (on Linux servers).
-    const key = `${ep.socket ?? `${ep.host.toLowerCase()}:${ep.port}`}/${ep.database}`;
+    const key = endpointIdentity(ep);
     const other = endpoints.get(key);
     if (other !== undefined) {
       issue(
@@ -650,12 +665,21 @@ export function normalizeTopology(
       break;
     }
     case 'consistent-hash': {
-      scheme = {
-        type: 'consistent-hash',
-        hash: 'xxhash64',
-        vnodes: rs.vnodes ?? DEFAULT_VNODES,
-        seed: BigInt(rs.seed ?? 0),
-      };
+      const vnodes = rs.vnodes ?? DEFAULT_VNODES;
+      scheme = { type: 'consistent-hash', hash: 'xxhash64', vnodes, seed: BigInt(rs.seed ?? 0) };
+      // Every point of the ring takes 12 bytes in every command that routes: bound their number
+      // here, where the file and field can be named (an absurd weight used to crash the planner).
+      const points = raw.shards.map((s) => Math.max(1, Math.floor(vnodes * Number(s.weight ?? 1) + 0.5)));
+      const total = points.reduce((x, y) => x + y, 0);
+      if (total > MAX_RING_POINTS) {
+        const worst = points.indexOf(Math.max(...points));
+        issue(
+          ctx,
+          `shards[${worst}].weight`,
+          `makes the ring ${total.toLocaleString('en-US')} points (scheme.vnodes ${vnodes} × each shard's weight, summed); at most ${MAX_RING_POINTS.toLocaleString('en-US')}`,
+          'weights are relative: scale them down (1 for the smallest shard), or lower scheme.vnodes',
+        );
+      }
       break;
     }
     case 'directory': {

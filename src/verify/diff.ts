@@ -145,7 +145,7 @@ export async function drillDown(d: DrillInput, onDiff: (diff: RowDiff) => void):
     if (lo) conds.push(pkAfter(t, lo));
     if (hi) conds.push(pkAtMost(t, hi));
     if (where) conds.push(`(${where})`);
-    const sql = `SELECT ${t.sql.columns} FROM ${side.ref}${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''} ORDER BY ${t.sql.orderBy} LIMIT ${limit}`;
+    const sql = `SELECT ${t.sql.select} FROM ${side.ref}${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''} ORDER BY ${t.sql.orderBy} LIMIT ${limit}`;
     return fetchRows(side.conn, sql);
   };
 
@@ -222,7 +222,7 @@ export async function drillDown(d: DrillInput, onDiff: (diff: RowDiff) => void):
       d.signal?.throwIfAborted();
       const cond = pkIn(t, d.keys.slice(i, i + KEY_BATCH));
       const read = (side: { conn: Connection; ref: string }) =>
-        fetchRows(side.conn, `SELECT ${t.sql.columns} FROM ${side.ref} WHERE ${cond}`);
+        fetchRows(side.conn, `SELECT ${t.sql.select} FROM ${side.ref} WHERE ${cond}`);
       compare((await read(d.source)).filter(newSrc), (await read(d.target)).filter(newTgt));
     }
     return;
@@ -257,7 +257,7 @@ export async function lookupRows(
   for (let i = 0; i < pks.length; i += 200) {
     const batch = pks.slice(i, i + 200);
     const where = batch.map((pk) => `(${pkEquals(t, pk)})`).join(' OR ');
-    for (const r of await fetchRows(conn, `SELECT ${t.sql.columns} FROM ${ref} WHERE ${where}`)) {
+    for (const r of await fetchRows(conn, `SELECT ${t.sql.select} FROM ${ref} WHERE ${where}`)) {
       out.set(pkKey(t, r), copyRow(r));
     }
   }

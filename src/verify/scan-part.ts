@@ -184,7 +184,7 @@ export async function lookupPart(
   const part = emptyPart();
   const classify = classifier(x, plan, routing, part, maxMisplaced);
   const { conds, wanted } = lookupsOf(plan, keysToLookUp(plan, x.name));
-  const head = `SELECT ${t.sql.columns} FROM ${tableRef(x.database, t)} WHERE `;
+  const head = `SELECT ${t.sql.select} FROM ${tableRef(x.database, t)} WHERE `;
   // Each row once, though two keys equal under the collation (not byte for byte) would return it
   // in two batches.
   const seen = new Set<string>();

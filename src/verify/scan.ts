@@ -61,7 +61,7 @@ export async function scanTable(o: ScanOptions): Promise<number> {
     const conds: string[] = [];
     if (last) conds.push(pkAfter(t, last));
     if (o.where) conds.push(`(${o.where})`);
-    const sql = `SELECT ${t.sql.columns} FROM ${o.from}${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''} ORDER BY ${t.sql.orderBy} LIMIT ${o.pageSize}`;
+    const sql = `SELECT ${t.sql.select} FROM ${o.from}${conds.length ? ` WHERE ${conds.join(' AND ')}` : ''} ORDER BY ${t.sql.orderBy} LIMIT ${o.pageSize}`;
     lastBuf = undefined;
     const n = await streamRowViews(o.conn, sql, ncols, (view) => {
       // Remember where the last row's key is; its packet buffer is not reused.

@@ -165,6 +165,12 @@ export interface Unresolved {
   keys: Map<string, RawRow[]>;
   /** Tables with such buckets from a run that did not keep all its differences' keys. */
   uncovered: Set<string>;
+  /**
+   * A run after the base found differences and did not keep them all (more than it lists, or
+   * misplaced rows past its cap, which belong to no table it names): what it left out is known
+   * nowhere, so the next incremental run verifies every table in full.
+   */
+  lost: boolean;
 }
 
 /** What runs after `afterRunId` found wrong: an incremental run re-checks it even if nothing changed there. */
@@ -173,12 +179,14 @@ export async function unresolvedSince(
   jobId: number,
   afterRunId: number,
 ): Promise<Unresolved> {
-  const out: Unresolved = { buckets: [], keys: new Map(), uncovered: new Set() };
+  const out: Unresolved = { buckets: [], keys: new Map(), uncovered: new Set(), lost: false };
   const [runs] = await conn.query<RowDataPacket[]>(
-    `SELECT run_id, detail FROM ${RUNS} WHERE job_id = ? AND run_id > ?`,
+    `SELECT run_id, state, detail FROM ${RUNS} WHERE job_id = ? AND run_id > ?`,
     [jobId, afterRunId],
   );
   if (runs.length === 0) return out;
+  for (const r of runs)
+    if (String(r.state) === 'mismatch' && !parseDetail(r.detail).diffKeys) out.lost = true;
   const details = new Map(runs.map((r) => [Number(r.run_id), parseDetail(r.detail)]));
   for (const d of details.values()) {
     for (const [table, list] of Object.entries(d.diffKeys ?? {})) {

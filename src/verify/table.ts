@@ -4,10 +4,16 @@
  * fragments built from them — every identifier quoted, every value an exact literal.
  */
 import { intKeyOfText, routeKeyOfText } from '../apply/table.js';
-import { q, qcols, qt } from '../db/quote.js';
+import { q, qcols, qt, selectList } from '../db/quote.js';
 import { PreconditionError, ReshardError } from '../errors.js';
 import type { RouteKey } from '../plan/router.js';
-import { columnSql, isBinaryType, isIntegerType, type TableDefinition } from '../preflight/schema.js';
+import {
+  columnSql,
+  isBinaryType,
+  isIntegerType,
+  refuseUnsupportedColumns,
+  type TableDefinition,
+} from '../preflight/schema.js';
 import type { TableSpec } from '../topology/types.js';
 import { type ColumnKind, columnKind, type RawValue } from './rowhash.js';
 import type { RowView } from './scan.js';
@@ -38,8 +44,10 @@ export interface VerifyTable {
   /** Canonical column definitions: every shard must show the same. */
   shape: string[];
   sql: {
-    /** Quoted column list in table order. */
+    /** Quoted column list in table order (INSERT, repair SQL). */
     columns: string;
+    /** The SELECT list rows are read with (FLOAT/DOUBLE exactly, see selectList). */
+    select: string;
     /** Quoted primary-key columns, for ORDER BY. */
     orderBy: string;
     /** SQL for pkHash (CRC32 over the primary-key columns' canonical bytes); see bucket.ts. */
@@ -50,6 +58,7 @@ export interface VerifyTable {
 const CHARACTER = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext', 'enum', 'set']);
 
 export function verifyTableFrom(def: TableDefinition, spec: TableSpec): VerifyTable {
+  refuseUnsupportedColumns(def);
   const cols = def.columns.filter((c) => c.generated === null);
   const columns: VerifyColumn[] = cols.map((c) => ({
     name: c.name,
@@ -96,6 +105,7 @@ export function verifyTableFrom(def: TableDefinition, spec: TableSpec): VerifyTa
     shape: cols.map((c) => `${c.name} ${columnSql(c)}`).concat(`PRIMARY KEY (${def.primaryKey.join(', ')})`),
     sql: {
       columns: qcols(names),
+      select: selectList(cols),
       orderBy: qcols(pk.map((i) => names[i]!)),
       pkHash,
     },

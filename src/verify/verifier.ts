@@ -262,7 +262,7 @@ async function verify(ctx: JobContext, opts: VerifyOptions, conns: ShardConnecti
       const recorded = changed?.keys.get(table.name);
       const keys = recorded?.keys;
       const ids = changed?.ids.get(table.name);
-      if (!changed) {
+      if (!changed || changed.full.has(table.name)) {
         plans.push({ table, mode: 'full', filter: { bits: fullBits, sql: false }, estimatedRows });
       } else if (keys) {
         if (keys.length === 0) {
@@ -697,6 +697,8 @@ interface Changed {
   keys: Map<string, RecordedKeys>;
   /** The other tables: the change ids (2^CHANGE_BITS per table) to re-check. */
   ids: Map<string, number[]>;
+  /** Tables verified in full: what changed in them cannot be told exactly. */
+  full: Set<string>;
 }
 
 /** Above this many keys and a quarter of its rows, a table is verified in full instead. */
@@ -748,13 +750,28 @@ async function changedSince(
     notes.push(
       `incremental: the changed keys are not known exactly (${exact.reason}): re-checked the buckets the Bloom filters flag`,
     );
-  const out: Changed = { keys: new Map(), ids: new Map() };
+  const out: Changed = { keys: new Map(), ids: new Map(), full: new Set() };
+  if (later.lost) {
+    notes.push(
+      'incremental: a run since the last clean one did not keep all its differences, so every table was verified in full',
+    );
+    for (const { table } of tables) out.full.add(table.name);
+    return out;
+  }
   const byBucket: string[] = [];
   for (const { table } of tables) {
-    // A FLOAT/DOUBLE key may print differently in the binlog and in SELECT, so it could be looked
-    // up under a value no row has: such tables stay with the buckets.
+    // A FLOAT/DOUBLE key prints differently in the binlog (a JavaScript number: 1e-7) and in
+    // SELECT (0.0000001): looked up by value it could miss the row, and its change id (a hash
+    // of that text) flags another bucket than the row's. Such tables are verified in full.
     const floatKey = table.pk.some((i) => table.columns[i]!.kind === 'float');
-    if (exact.complete && !later.uncovered.has(table.name) && !floatKey) {
+    if (floatKey) {
+      out.full.add(table.name);
+      notes.push(
+        `incremental: ${table.name}: a FLOAT/DOUBLE primary key cannot be matched with the tailer's record of changes, so the table was verified in full`,
+      );
+      continue;
+    }
+    if (exact.complete && !later.uncovered.has(table.name)) {
       const recorded = exact.keys.get(table.name) ?? { keys: [], at: new Map(), everywhere: [] };
       const found = later.keys.get(table.name);
       // An earlier run's differences are looked up on every shard: where they sit is the question.
@@ -763,9 +780,7 @@ async function changedSince(
       byBucket.push(table.name);
       if (exact.complete)
         notes.push(
-          floatKey
-            ? `incremental: ${table.name}: a FLOAT/DOUBLE primary key is not looked up by value, so its buckets were re-checked`
-            : `incremental: ${table.name}: an earlier run's differences were not all kept, so its buckets were re-checked`,
+          `incremental: ${table.name}: an earlier run's differences were not all kept, so its buckets were re-checked`,
         );
     }
   }
@@ -960,10 +975,13 @@ async function drillAndRecheck(a: {
       );
     };
     for (const g of groups.values()) await drill(g, g.subs, g.plan.filter);
-    if (!result.live && round === 1) {
-      // Nothing was written during the run, so a bucket the scan found different must show a
-      // differing row. If one does not, do not trust the server's bucket filter for it: walk
-      // the buckets again selecting rows in the client (slower, but it cannot miss a row).
+    if (round === 1) {
+      // A bucket the scan found different should show a differing row. If one does not, do not
+      // trust the server's bucket filter for it: walk the buckets again selecting rows in the
+      // client (slower, but it cannot miss a row). Under live writes too: a write since the scan
+      // explains such a bucket, but so would a blind spot of the filter, and only the walk tells
+      // them apart — and cutover's final check counts as live (a tailer ran), while it must be
+      // exact.
       // By exact keys, the buckets' rows are looked up by the keys whose own bucket they are: walk
       // them again with every key of the table instead (a row equal to a key under the collation
       // but not byte for byte is in another bucket than that key).
