@@ -54,14 +54,9 @@ describe('verify --incremental by exact changed keys', () => {
   });
 
   /** Run SQL on the source owner and the target owner of a shard key (as the tailer would apply it). */
-  const both = async (key: number, sql: string, params: unknown[] = []) => {
-    await (await e!.conn(e!.sourceOf(BigInt(key)))).query(sql, params);
-    await (await e!.conn(e!.targetOf(BigInt(key)))).query(sql, params);
-  };
-  const onTarget = async (key: number, sql: string, params: unknown[] = []) =>
-    (await e!.conn(e!.targetOf(BigInt(key)))).query(sql, params);
-  const onSource = async (key: number, sql: string, params: unknown[] = []) =>
-    (await e!.conn(e!.sourceOf(BigInt(key)))).query(sql, params);
+  const both = (key: number, sql: string, params?: unknown[]) => e!.onBoth(key, sql, params);
+  const onTarget = (key: number, sql: string, params?: unknown[]) => e!.onTarget(key, sql, params);
+  const onSource = (key: number, sql: string, params?: unknown[]) => e!.onSource(key, sql, params);
   /** A target that owns the key under neither topology (there are 3 targets, so one exists). */
   const wrongTarget = async (key: number): Promise<Connection> =>
     e!.conn(TARGETS.find((t) => t !== e!.targetOf(BigInt(key)) && t !== e!.sourceOf(BigInt(key)))!);

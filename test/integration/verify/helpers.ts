@@ -49,6 +49,10 @@ export interface Estate {
   /** Server that owns a shard key under the target topology. */
   targetOf(key: bigint): SandboxName;
   sourceOf(key: bigint): SandboxName;
+  /** Run SQL on the source owner of a shard key, on its target owner, or on both (as a copy or the tailer leaves it). */
+  onSource(key: number, sql: string, params?: unknown[]): Promise<unknown>;
+  onTarget(key: number, sql: string, params?: unknown[]): Promise<unknown>;
+  onBoth(key: number, sql: string, params?: unknown[]): Promise<void>;
   cleanup(): Promise<void>;
 }
 
@@ -215,6 +219,10 @@ export async function buildEstate(prefix: string, o: EstateOptions = {}): Promis
   }
 
   let ctx: JobContext | undefined;
+  const onSource = async (key: number, sql: string, params: unknown[] = []) =>
+    (await conn(sourceOf(BigInt(key)))).query(sql, params);
+  const onTarget = async (key: number, sql: string, params: unknown[] = []) =>
+    (await conn(targetOf(BigInt(key)))).query(sql, params);
   return {
     db,
     dir,
@@ -228,6 +236,12 @@ export async function buildEstate(prefix: string, o: EstateOptions = {}): Promis
     conn,
     targetOf,
     sourceOf,
+    onSource,
+    onTarget,
+    async onBoth(key, sql, params = []) {
+      await onSource(key, sql, params);
+      await onTarget(key, sql, params);
+    },
     async open() {
       if (!ctx) ctx = await openJob({ planPath, control: controlDsn, create: true });
       return ctx;

@@ -20,15 +20,9 @@ describe('reshard verify: review cases', () => {
     e = undefined;
   });
 
-  /** Insert a row on its source owner and its target owner (as a finished copy leaves it). */
-  const onBoth = async (key: number, sql: string, params: unknown[] = []) => {
-    await (await e!.conn(e!.sourceOf(BigInt(key)))).query(sql, params);
-    await (await e!.conn(e!.targetOf(BigInt(key)))).query(sql, params);
-  };
-  const onTarget = async (key: number, sql: string, params: unknown[] = []) =>
-    (await e!.conn(e!.targetOf(BigInt(key)))).query(sql, params);
-  const onSource = async (key: number, sql: string, params: unknown[] = []) =>
-    (await e!.conn(e!.sourceOf(BigInt(key)))).query(sql, params);
+  const onBoth = (key: number, sql: string, params?: unknown[]) => e!.onBoth(key, sql, params);
+  const onTarget = (key: number, sql: string, params?: unknown[]) => e!.onTarget(key, sql, params);
+  const onSource = (key: number, sql: string, params?: unknown[]) => e!.onSource(key, sql, params);
 
   it('FLOAT: two stored FLOAT values that print alike (6 digits) are a difference', async () => {
     e = await buildEstate('rv_float', {
