@@ -162,6 +162,10 @@ const RELEASE_SAVEPOINT = /^\s*RELEASE\s+SAVEPOINT\s+(.+?)\s*$/is;
 /** Statements that change rows; in a binlog only a STATEMENT or MIXED session writes them as text. */
 const STATEMENT_DML = /^(INSERT|UPDATE|DELETE|REPLACE|LOAD|CALL|WITH)\b/i;
 
+const XA_START = /^\s*XA\s+(START|BEGIN)\b/i;
+const XA_END = /^\s*XA\s+END\b/i;
+const XA_FINISH = /^\s*XA\s+(COMMIT|ROLLBACK)\b/i;
+
 /** A savepoint's name as the server compares it: unquoted, case-insensitive. */
 function savepointName(raw: string): string {
   const t = raw.trim();
@@ -173,9 +177,6 @@ function savepointName(raw: string): string {
 function leadingKeyword(sql: string): string {
   return sql.replace(/^(\s+|\/\*[\s\S]*?\*\/|--[^\n]*\n|#[^\n]*\n)*/, '');
 }
-const XA_START = /^\s*XA\s+(START|BEGIN)\b/i;
-const XA_END = /^\s*XA\s+END\b/i;
-const XA_FINISH = /^\s*XA\s+(COMMIT|ROLLBACK)\b/i;
 
 export class ZongjiSource implements ChangeSource {
   private z: ZongJi | undefined;
