@@ -5,7 +5,7 @@
  * anyway; an absurd consistent-hash weight crashing the planner), and properties it checked:
  * router, plan segments and SQL predicates agree for every key.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
@@ -398,13 +398,17 @@ describe('planner: one database under two names (E_PLAN_SHARD_ALIAS)', () => {
 
 describe('directory file (scheme.file) parsing', () => {
   function withCsv(csv: string | Buffer): Topology {
-    const dirPath = mkdtempSync(join(tmpdir(), 'reshard-review-'));
-    writeFileSync(join(dirPath, 'keys.csv'), csv);
-    writeFileSync(
-      join(dirPath, 'topo.yaml'),
-      doc([ep('s0', 'h0'), ep('s1', 'h1')], '{ type: directory, file: keys.csv, default: s0 }'),
-    );
-    return loadTopology(join(dirPath, 'topo.yaml'));
+    const dirPath = mkdtempSync(join(tmpdir(), 'reshard-dirfile-'));
+    try {
+      writeFileSync(join(dirPath, 'keys.csv'), csv);
+      writeFileSync(
+        join(dirPath, 'topo.yaml'),
+        doc([ep('s0', 'h0'), ep('s1', 'h1')], '{ type: directory, file: keys.csv, default: s0 }'),
+      );
+      return loadTopology(join(dirPath, 'topo.yaml'));
+    } finally {
+      rmSync(dirPath, { recursive: true, force: true });
+    }
   }
 
   it('a UTF-8 byte order mark (Excel “CSV UTF-8”) is not part of the first key', () => {
