@@ -3,7 +3,7 @@
  * and its shard key — read from the server, never assumed.
  */
 import type { Connection } from 'mysql2/promise';
-import { q, qcols, qt, selectList } from '../db/quote.js';
+import { q, qcols, qt } from '../db/quote.js';
 import { UsageError } from '../errors.js';
 import type { RouteKey } from '../plan/router.js';
 import {
@@ -11,6 +11,7 @@ import {
   isIntegerType,
   refuseUnsupportedColumns,
   requireTableDefinition,
+  selectList,
   type TableDefinition,
 } from '../preflight/schema.js';
 import type { TableSpec } from '../topology/types.js';

@@ -321,11 +321,14 @@ class Worker {
       if (this.queue.length > 0) {
         // Several source transactions in one target transaction, with the last one's position.
         // Operations are grouped by table (operations on different tables commute: the
-        // applier's rows and parked rows are per table — unless foreign keys link the tables,
-        // see fkOrdered), and each table's are reduced by
+        // applier's rows and parked rows are per table), and each table's are reduced by
         // compact.ts to few runs of one kind, which the applier writes one statement per run.
+        // Where foreign keys link the tracked tables (fkOrdered) a parent's delete may only
+        // follow its children's, as on the source: the batch keeps source order across tables,
+        // in runs of one table, and only adjacent operations on one key are reduced. Disabling
+        // the checks instead would be wrong: InnoDB cascades are not in the binlog, the target's
+        // own cascade is what keeps its children in step.
         const first = this.queue.shift()!;
-        const byTable = new Map<RowOp['table'], RowOp[]>();
         const recorded = new Set<Promise<void>>();
         const taken: Batch[] = [];
         let count = 0;
@@ -333,36 +336,18 @@ class Worker {
         const add = (b: Batch) => {
           taken.push(b);
           if (b.recorded) recorded.add(b.recorded);
-          for (const op of b.ops) {
-            let list = byTable.get(op.table);
-            if (!list) {
-              list = [];
-              byTable.set(op.table, list);
-            }
-            list.push(op);
-          }
           count += b.ops.length;
           position = b.position;
         };
         add(first);
         while (this.queue.length > 0 && count + this.queue[0]!.ops.length <= batchOps)
           add(this.queue.shift()!);
+        const inOrder = this.p.fkOrdered.has(this.target);
         const ops: RowOp[] = [];
-        if (this.p.fkOrdered.has(this.target)) {
-          // Foreign keys between tracked tables: a parent's delete may only follow its
-          // children's, as on the source, so the batch keeps source order across tables and
-          // only adjacent operations on one key are reduced (runs of one table stay one
-          // statement). Disabling the checks instead would be wrong: InnoDB cascades are not in
-          // the binlog, the target's own cascade is what keeps its children in step.
-          for (const seg of tableSegments(taken.flatMap((b) => b.ops))) {
-            const meta = seg[0]!.table;
-            for (const op of compactOps(seg, (o) => pkKey(meta, o.row), false)) ops.push(op);
-          }
-        } else {
-          for (const [meta, list] of byTable) {
-            const exact = this.p.exactPk.get(meta) ?? false;
-            for (const op of compactOps(list, (o) => pkKey(meta, o.row), exact)) ops.push(op);
-          }
+        for (const group of inOrder ? tableRuns(taken) : byTable(taken)) {
+          const meta = group[0]!.table;
+          const exact = !inOrder && (this.p.exactPk.get(meta) ?? false);
+          for (const op of compactOps(group, (o) => pkKey(meta, o.row), exact)) ops.push(op);
         }
         this.applying = { ops, position, oldest: first.oldest };
         await this.commit(ops, position, [...recorded]);
@@ -1046,13 +1031,28 @@ class Pipeline {
 
 // ---------------------------------------------------------------------------------------------
 
-/** Maximal runs of consecutive operations on one table, in order. */
-function tableSegments(ops: readonly RowOp[]): RowOp[][] {
+/** A batch's operations per table, each table's in source order. */
+function byTable(batches: readonly Batch[]): Iterable<RowOp[]> {
+  const out = new Map<RowOp['table'], RowOp[]>();
+  for (const b of batches) {
+    for (const op of b.ops) {
+      const list = out.get(op.table);
+      if (list) list.push(op);
+      else out.set(op.table, [op]);
+    }
+  }
+  return out.values();
+}
+
+/** A batch's operations in source order, cut into maximal runs of one table. */
+function tableRuns(batches: readonly Batch[]): RowOp[][] {
   const out: RowOp[][] = [];
-  for (const op of ops) {
-    const last = out[out.length - 1];
-    if (last && last[0]!.table === op.table) last.push(op);
-    else out.push([op]);
+  for (const b of batches) {
+    for (const op of b.ops) {
+      const last = out[out.length - 1];
+      if (last && last[0]!.table === op.table) last.push(op);
+      else out.push([op]);
+    }
   }
   return out;
 }

@@ -162,10 +162,23 @@ export class ControlSession {
   }
 }
 
+/** A chunk row's worker identity lock name in SQL: ChunkStore.lockName on the control database. */
+const WORKER_LOCK = `CONCAT('reshard-copy-', LEFT(SHA1(CONCAT(DATABASE(), ':', job_id, ':', worker_id)), 40))`;
+
 // Abandoned: given back; or claimed by a worker whose lease expired or whose identity lock is free;
 // or claimed by this very worker but not in flight here (a claim whose commit reply was lost).
 const ABANDONED = `(state = 'pending' OR (state = 'claimed' AND (worker_id = ? OR lease_expires_at < NOW(6)
-   OR IS_FREE_LOCK(CONCAT('reshard-copy-', LEFT(SHA1(CONCAT(DATABASE(), ':', job_id, ':', worker_id)), 40))) = 1)))`;
+   OR IS_FREE_LOCK(${WORKER_LOCK}) = 1)))`;
+
+/** Copy workers of a job that are alive: their identity lock is held, whatever their leases say. */
+export async function liveCopyWorkers(c: Connection, jobId: number): Promise<string[]> {
+  const [rows] = await c.query<RowDataPacket[]>(
+    `SELECT DISTINCT worker_id FROM reshard_copy_chunks
+      WHERE job_id = ? AND worker_id IS NOT NULL AND IS_USED_LOCK(${WORKER_LOCK}) IS NOT NULL`,
+    [jobId],
+  );
+  return rows.map((r) => String(r.worker_id));
+}
 
 export class ChunkStore {
   private skipLocked = true;

@@ -22,6 +22,7 @@ import { type RowView, streamRowViews } from '../db/rowview.js';
 import { streamQuery } from '../db/stream.js';
 import { log } from '../output.js';
 import type { PlanIndex } from '../plan/plan-index.js';
+import { isFloatType } from '../preflight/schema.js';
 import {
   type BulkPlan,
   isLocalInfileRefused,
@@ -424,8 +425,6 @@ export function streamPage(
   });
 }
 
-const FLOAT_TYPES = new Set(['float', 'double', 'real', 'double precision']);
-
 /**
  * Whether a page can stream as raw row packets (streamPageRaw): every target of the job takes
  * LOAD DATA, and the shard key and primary key read from their text bytes exactly as from the
@@ -439,7 +438,7 @@ function rawEligible(job: TableJob, pools: Map<string, TargetPool>): boolean {
     const keyish = plan ? [job.meta.shardKey, ...job.meta.pk] : [];
     job.rawKeys =
       plan !== undefined &&
-      keyish.every((i) => !FLOAT_TYPES.has(plan.types[i] ?? '') && plan.modes[i] !== 'bit');
+      keyish.every((i) => !isFloatType({ dataType: plan.types[i] ?? '' }) && plan.modes[i] !== 'bit');
   }
   if (!job.rawKeys) return false;
   for (const t of job.targets) if (!job.bulk.get(t) || !pools.get(t)?.bulkEnabled) return false;

@@ -1,5 +1,5 @@
 /** The copy stage: what commands, the tailer, verify, cutover and bench import. */
-export { type CheckpointRow, type Chunk, ChunkStore, ControlSession } from './claims.js';
+export { type CheckpointRow, type Chunk, ChunkStore, ControlSession, liveCopyWorkers } from './claims.js';
 export { type CleanupSummary, type RunCleanupOptions, runCleanup } from './cleanup.js';
 export { type CopyControlChange, type CopyControlState, readCopyControl, setCopyControl } from './control.js';
 export {

@@ -12,6 +12,7 @@
  * when a `reshard tail` is already running) and reports.
  */
 import type { RowDataPacket } from 'mysql2/promise';
+import { liveCopyWorkers } from '../copy/index.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { type JobContext, openJob } from '../job/context.js';
 import { type JobState, transitionJob } from '../state/control.js';
@@ -208,19 +209,14 @@ async function check(
   // A copy worker still alive (say stopped with SIGSTOP, or a paused VM, past its lease) could
   // wake after the flip and write a page of old rows over the new owners' newer ones. Its
   // identity lock on the control server says it is alive (src/copy/README.md, "Identity").
-  const [alive] = await ctx.control.conn.query<RowDataPacket[]>(
-    `SELECT DISTINCT worker_id FROM reshard_copy_chunks
-      WHERE job_id = ? AND worker_id IS NOT NULL
-        AND IS_USED_LOCK(CONCAT('reshard-copy-', LEFT(SHA1(CONCAT(DATABASE(), ':', job_id, ':', worker_id)), 40))) IS NOT NULL`,
-    [ctx.job.id],
-  );
+  const alive = await liveCopyWorkers(ctx.control.conn, ctx.job.id);
   add(
     alive.length === 0
       ? { name: 'copy workers', ok: true, detail: 'no reshard copy worker of this job is running' }
       : {
           name: 'copy workers',
           ok: false,
-          detail: `reshard copy worker(s) still running: ${alive.map((r) => String(r.worker_id)).join(', ')}`,
+          detail: `reshard copy worker(s) still running: ${alive.join(', ')}`,
           hint: 'stop them (SIGTERM; kill -9 is safe too) before the cutover: a copy worker writing after the flip could overwrite newer rows on the new shards',
         },
   );

@@ -78,6 +78,7 @@ export const INTEGER_TYPES: ReadonlySet<string> = new Set([
 ]);
 const STRING_TYPES = new Set(['char', 'varchar', 'tinytext', 'text', 'mediumtext', 'longtext']);
 const BINARY_TYPES = new Set(['binary', 'varbinary', 'tinyblob', 'blob', 'mediumblob', 'longblob']);
+const FLOAT_TYPES = new Set(['float', 'double', 'real', 'double precision']);
 
 export function isIntegerType(c: Pick<ColumnDefinition, 'dataType'>): boolean {
   return INTEGER_TYPES.has(c.dataType);
@@ -87,6 +88,21 @@ export function isStringType(c: Pick<ColumnDefinition, 'dataType'>): boolean {
 }
 export function isBinaryType(c: Pick<ColumnDefinition, 'dataType'>): boolean {
   return BINARY_TYPES.has(c.dataType);
+}
+export function isFloatType(c: Pick<ColumnDefinition, 'dataType'>): boolean {
+  return FLOAT_TYPES.has(c.dataType.toLowerCase());
+}
+
+/**
+ * The SELECT list reshard reads rows with: every column by name, except that FLOAT and DOUBLE
+ * columns are read as `(col + 0e0) AS col`. The server prints a FLOAT with 6 significant digits
+ * (16777215 as 16777200, 1.2345678 as 1.23457) and FLOAT(M,D)/DOUBLE(M,D) with D decimals, so a
+ * row copied or compared from that text would change, or two different values would look
+ * equal; as a DOUBLE it prints every digit needed to get the exact value back (the float's
+ * exact double value, which a FLOAT column stores back unchanged).
+ */
+export function selectList(cols: readonly Pick<ColumnDefinition, 'name' | 'dataType'>[]): string {
+  return cols.map((c) => (isFloatType(c) ? `(${q(c.name)} + 0e0) AS ${q(c.name)}` : q(c.name))).join(', ');
 }
 
 /** `utf8` is `utf8mb3` under another name (MySQL 8.0.30+ and MariaDB 10.6+ print the latter). */

@@ -4,7 +4,7 @@
  * fragments built from them — every identifier quoted, every value an exact literal.
  */
 import { intKeyOfText, routeKeyOfText } from '../apply/table.js';
-import { q, qcols, qt, selectList } from '../db/quote.js';
+import { q, qcols, qt } from '../db/quote.js';
 import { PreconditionError, ReshardError } from '../errors.js';
 import type { RouteKey } from '../plan/router.js';
 import {
@@ -12,6 +12,7 @@ import {
   isBinaryType,
   isIntegerType,
   refuseUnsupportedColumns,
+  selectList,
   type TableDefinition,
 } from '../preflight/schema.js';
 import type { TableSpec } from '../topology/types.js';
