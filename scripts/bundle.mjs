@@ -18,7 +18,8 @@
  * for `verify` on this 2-core machine, median of 4 profiles each).
  * Kept external: native addons (@node-rs/xxhash), ink/react (top-level await, and only
  * `status --watch` draws), zongji (only the tailer reads binlogs) and pino (its optional
- * transports load files at run time).
+ * transports load files at run time; output.ts requires it on the first log line, so a command
+ * that never logs never loads it).
  */
 import { rmSync } from 'node:fs';
 import { build } from 'esbuild';

@@ -3,7 +3,8 @@
  * Every string that leaves the process through these helpers passes through `redact`, which
  * removes secret values registered at resolution time and masks passwords inside DSNs.
  */
-import { type Logger, pino } from 'pino';
+import { createRequire } from 'node:module';
+import type { Logger, pino as Pino } from 'pino';
 import { asReshardError, ReshardError } from './errors.js';
 
 const secrets = new Set<string>();
@@ -62,6 +63,10 @@ let logger: Logger | undefined;
 /** The process-wide logger: JSON lines on stderr (fd 2), level from RESHARD_LOG_LEVEL. */
 export function log(): Logger {
   if (!logger) {
+    // Loaded on first use: pino and its dependencies take ~40 ms of a 2-core machine's CPU to
+    // load, and most commands (verify, plan, status) never log. It is CommonJS, so a synchronous
+    // require keeps log() synchronous.
+    const { pino } = createRequire(import.meta.url)('pino') as { pino: typeof Pino };
     logger = pino(
       {
         level: process.env.RESHARD_LOG_LEVEL ?? 'info',
