@@ -274,3 +274,27 @@ export function trackedTablesTouched(
   }
   return [...hit];
 }
+
+/**
+ * What makes two sources' DDL "the same change" for `--apply-ddl` (the tables, and the statement
+ * but for spacing and a trailing semicolon): the tailer replays a change on targets shared by
+ * several sources once every one of them has reached it (tailer.ts, replayDdl).
+ */
+export function ddlKey(tables: readonly string[], statement: string): string {
+  const text = statement.trim().replace(/;+$/, '').replace(/\s+/g, ' ');
+  return `${[...tables].sort().join('\u0000')}\u0001${text}`;
+}
+
+/**
+ * A table's shape as SHOW CREATE TABLE prints it, without the AUTO_INCREMENT counter (which
+ * counts rows, not shape): equal on a target and a source when the target already has every
+ * schema change the source made.
+ */
+export function shapeOfCreate(createTable: string): string {
+  // The table options are on the line that starts with the closing parenthesis (column and index
+  // lines are indented); only there is AUTO_INCREMENT=N the counter.
+  return createTable
+    .split('\n')
+    .map((line) => (line.startsWith(')') ? line.replace(/ AUTO_INCREMENT=\d+/, '') : line))
+    .join('\n');
+}

@@ -29,6 +29,7 @@ import { type ApplyPosition, type RowOp, sourceOwnerFn, TargetApplier } from '..
 import type { TableMeta } from '../apply/table.js';
 import { type Row, tupleKey } from '../apply/values.js';
 import { connect, connectionOptions, describeEndpoint } from '../db/connect.js';
+import { qt } from '../db/quote.js';
 import { classifyError, sleep } from '../db/retry.js';
 import {
   asReshardError,
@@ -51,7 +52,7 @@ import {
 import type { Shard, TableSpec, Topology } from '../topology/types.js';
 import { ChangeRecorder } from './changes.js';
 import { compactOps } from './compact.js';
-import { classifyDdl } from './ddl.js';
+import { classifyDdl, ddlKey, shapeOfCreate } from './ddl.js';
 import { imageKey, type TargetTable, targetTable } from './decode.js';
 import { createTailMetrics, serveMetrics, type TailMetrics } from './metrics.js';
 import {
@@ -194,6 +195,35 @@ const ALREADY_APPLIED = new Set([
   1091, // ER_CANT_DROP_FIELD_OR_KEY
   1826, // ER_FK_DUP_NAME
 ]);
+
+/** A table's shape (shapeOfCreate), or undefined when it does not exist. */
+async function shapeOf(c: Connection, database: string, table: string): Promise<string | undefined> {
+  try {
+    const [rows] = await c.query({ sql: `SHOW CREATE TABLE ${qt(database, table)}`, rowsAsArray: true });
+    const text = (rows as unknown[][])[0]?.[1];
+    return typeof text === 'string' ? shapeOfCreate(text) : undefined;
+  } catch (e) {
+    if ((e as { errno?: number }).errno === 1146) return undefined;
+    throw e;
+  }
+}
+
+/** Thrown out of a pipeline's handle() when it stops while waiting at a DDL (see replayDdl). */
+const STOPPED_AT_DDL = Symbol('stopped at a DDL');
+
+/**
+ * Sources of this process that reached the same DDL (ddlKey) on targets they share: the change is
+ * made on the targets once all of them are here (see Tailer.replayDdl).
+ */
+interface DdlMeet {
+  readonly key: string;
+  readonly statement: string;
+  readonly tables: readonly string[];
+  /** Pipeline name → the targets it found still without the change. */
+  readonly arrived: Map<string, { p: Pipeline; ev: SourceDdl; targets: Shard[] }>;
+  /** Set by the pipeline that makes the change; everyone at the meet waits for it. */
+  made?: Promise<void>;
+}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -416,7 +446,7 @@ class Pipeline {
   private clockOffsetMs = 0;
   private source: ZongjiSource | undefined;
   private current: ChangeEvent | undefined;
-  private stopping = false;
+  stopping = false;
   private loop: Promise<void> = Promise.resolve();
   private startPosition: BinlogPosition | undefined;
   private readonly tables: TableSpec[];
@@ -656,7 +686,14 @@ class Pipeline {
           failingSince = undefined;
           this.lastHeard = Date.now();
           this.current = ev;
-          await this.handle(ev);
+          try {
+            await this.handle(ev);
+          } catch (e) {
+            // Stopped while waiting for the other sources at a DDL: nothing of it was applied,
+            // and the positions committed stop before it.
+            if (e === STOPPED_AT_DDL && this.stopping) break;
+            throw e;
+          }
           this.current = undefined;
         }
       }
@@ -863,7 +900,12 @@ class Pipeline {
         },
       );
     }
-    for (const w of pending) await this.applyDdlOn(w.shard, ev);
+    const made = await this.tailer.replayDdl(
+      this,
+      ev,
+      pending.map((w) => w.shard),
+    );
+    if (made === 'stopped') throw STOPPED_AT_DDL;
     for (const w of pending) await this.loadTargetTables(w.shard);
     const conn = await this.sourceConn();
     for (const spec of this.tables.filter((s) => ev.tables.includes(s.name))) {
@@ -876,7 +918,7 @@ class Pipeline {
     t.note(`${this.label}: applied DDL to ${pending.map((w) => w.target).join(', ')}: ${stmt}`);
   }
 
-  private async applyDdlOn(target: Shard, ev: SourceDdl): Promise<void> {
+  async applyDdlOn(target: Shard, ev: SourceDdl): Promise<void> {
     const info = classifyDdl(ev.statement);
     const tdb = target.endpoint.database;
     for (const ref of info?.tables ?? []) {
@@ -893,10 +935,46 @@ class Pipeline {
       await c.query(ev.statement);
     } catch (e) {
       const errno = (e as { errno?: number }).errno;
-      if (errno === undefined || !ALREADY_APPLIED.has(errno)) throw e;
+      if (errno !== undefined && ALREADY_APPLIED.has(errno)) return;
+      if (classifyError(e) !== 'fatal') throw e;
+      throw new PreconditionError(
+        'E_TAIL_DDL_APPLY',
+        `${this.label}: replaying DDL on target ${target.name} failed: ${(e as Error).message}: ${ev.statement}`,
+        {
+          hint: `make ${ev.tables.join(', ')} on ${target.name} the same as on ${this.name} (compare SHOW CREATE TABLE on both) by hand, then re-run reshard tail --apply-ddl: a target whose table already matches the source's is left as it is`,
+          cause: e,
+        },
+      );
     } finally {
       await c.end().catch(() => c.destroy());
     }
+  }
+
+  /**
+   * Of `targets`, those where a table of `tables` differs from this source's own right now
+   * (SHOW CREATE TABLE but for the AUTO_INCREMENT counter): the targets a DDL the source has
+   * made is still to be replayed on.
+   */
+  async targetsWithout(targets: readonly Shard[], tables: readonly string[]): Promise<Shard[]> {
+    const mine = new Map<string, string | undefined>();
+    for (const t of tables)
+      mine.set(t, await this.onSource((c) => shapeOf(c, this.shard.endpoint.database, t)));
+    const out: Shard[] = [];
+    for (const target of targets) {
+      const c = await connect(target.endpoint, `target ${target.name}`);
+      try {
+        for (const t of tables) {
+          const theirs = await shapeOf(c, target.endpoint.database, t);
+          if (theirs === undefined || theirs !== mine.get(t)) {
+            out.push(target);
+            break;
+          }
+        }
+      } finally {
+        await c.end().catch(() => c.destroy());
+      }
+    }
+    return out;
   }
 
   /** The source's binlog end right now (waiting, until `deadline`, while the source is unreachable). */
@@ -1162,6 +1240,108 @@ class Tailer implements TailHandle {
 
   throwIfFailed(): void {
     if (this.failure !== undefined) throw this.failure;
+  }
+
+  private readonly ddlMeets = new Map<string, DdlMeet>();
+
+  /**
+   * Replay a DDL that source pipeline `p` read on its `targets` (with --apply-ddl), once.
+   *
+   * A target holds rows of several sources. Its table may change shape only when every source
+   * that writes to it has committed all its rows of the old shape: a column renamed on the target
+   * while another source's stream still carries rows naming the old column would fail them
+   * (error 1054), for good. The operator makes the change on every source (the tailer's hint
+   * says so); each source's stream stops at its DDL, after committing everything before it, and
+   * waits here until the streams of every other source sharing those targets have reached the
+   * same statement. The last to arrive makes the change on the targets; then all go on with the
+   * new shape.
+   *
+   * Targets whose table already has the source's shape (SHOW CREATE TABLE equal but for the
+   * AUTO_INCREMENT counter) are left alone: another source's replay made the change, or a replay
+   * made it before a crash, or the operator did by hand. Only sources this process tails can be
+   * waited for; with others tailed by other processes (--source), the change is made at once.
+   */
+  async replayDdl(p: Pipeline, ev: SourceDdl, targets: readonly Shard[]): Promise<'made' | 'stopped'> {
+    const stmt = ev.statement.length > 200 ? `${ev.statement.slice(0, 200)}…` : ev.statement;
+    const todo = await p.targetsWithout(targets, ev.tables);
+    if (todo.length === 0) {
+      this.note(`${p.label}: ${targets.map((t) => t.name).join(', ')} already have the change: ${stmt}`);
+      return 'made';
+    }
+    const names = new Set(todo.map((t) => t.name));
+    const sharing = [...this.plannedPairs()]
+      .filter(([src, dsts]) => src !== p.name && dsts.some((d) => names.has(d)))
+      .map(([src]) => src);
+    const here = new Map(this.pipelines.map((q) => [q.name, q]));
+    const elsewhere = sharing.filter((n) => !here.has(n));
+    if (elsewhere.length > 0) {
+      this.note(
+        `${p.label}: source(s) ${elsewhere.join(', ')} also write to ${[...names].join(', ')} but are tailed by another process: the change is made now, without waiting for their streams to reach it (tail every source in one process to have DDL replays wait for each other)`,
+      );
+    }
+    const others = sharing.filter((n) => here.has(n));
+    if (others.length === 0) {
+      for (const t of todo) await p.applyDdlOn(t, ev);
+      return 'made';
+    }
+    const key = ddlKey(ev.tables, ev.statement);
+    for (const m of this.ddlMeets.values()) {
+      if (m.key === key || m.made || !m.tables.some((t) => ev.tables.includes(t))) continue;
+      const there = [...m.arrived.keys()].filter((n) => n !== p.name);
+      if (there.length === 0) continue;
+      throw new PreconditionError(
+        'E_TAIL_DDL_DIFFERS',
+        `${p.label} reached a different DDL on ${ev.tables.join(', ')} than source(s) ${there.join(', ')}: "${stmt}" against "${m.statement}"`,
+        {
+          hint: "targets are shared by the sources, so a schema change is replayed only when every source made the same statement; make the change on the targets by hand (each table like the sources' own), then re-run reshard tail --apply-ddl: targets that already have it are left as they are",
+          data: { source: p.name, statement: ev.statement, other: m.statement, otherSources: there },
+        },
+      );
+    }
+    let meet = this.ddlMeets.get(key);
+    if (!meet) {
+      meet = { key, statement: ev.statement, tables: ev.tables, arrived: new Map() };
+      this.ddlMeets.set(key, meet);
+    }
+    meet.arrived.set(p.name, { p, ev, targets: todo });
+    const m = meet;
+    try {
+      let noted = Date.now();
+      let checked = Date.now();
+      for (;;) {
+        this.throwIfFailed();
+        if (p.stopping) return 'stopped';
+        if (!m.made && others.every((n) => m.arrived.has(n))) {
+          // The last to arrive makes the change, on every target any of them found without it.
+          const all = new Map<string, Shard>();
+          for (const a of m.arrived.values()) for (const t of a.targets) all.set(t.name, t);
+          m.made = (async () => {
+            for (const t of await p.targetsWithout([...all.values()], ev.tables)) await p.applyDdlOn(t, ev);
+          })();
+          m.made.catch(() => undefined);
+        }
+        if (m.made) {
+          await m.made;
+          return 'made';
+        }
+        if (Date.now() - checked >= 2000) {
+          checked = Date.now();
+          // Made on the targets meanwhile (by hand, or by a process that does not wait): go on.
+          if ((await p.targetsWithout(todo, ev.tables)).length === 0) return 'made';
+        }
+        if (Date.now() - noted >= 10_000) {
+          noted = Date.now();
+          const missing = others.filter((n) => !m.arrived.has(n));
+          this.note(
+            `${p.label}: waiting for source(s) ${missing.join(', ')} to reach the same DDL before it is made on ${[...names].join(', ')} (make it on every source): ${stmt}`,
+          );
+        }
+        await sleep(100);
+      }
+    } finally {
+      m.arrived.delete(p.name);
+      if (m.arrived.size === 0 && this.ddlMeets.get(key) === m) this.ddlMeets.delete(key);
+    }
   }
 
   private plannedPairs(): Map<string, string[]> {

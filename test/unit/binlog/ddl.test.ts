@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { classifyDdl, tokenize, trackedTablesTouched } from '../../../src/binlog/ddl.js';
+import {
+  classifyDdl,
+  ddlKey,
+  shapeOfCreate,
+  tokenize,
+  trackedTablesTouched,
+} from '../../../src/binlog/ddl.js';
 
 const tracked = new Set(['orders', 'users', 'group']);
 const touched = (sql: string, schema = 'shop') => {
@@ -57,5 +63,36 @@ describe('classifyDdl', () => {
     expect(classifyDdl("ALTER TABLE orders COMMENT 'RENAME TO x'")?.kind).toBe('alter-table');
     expect(touched('-- TRUNCATE users\nALTER TABLE orders ADD x INT')).toEqual(['orders']);
     expect(tokenize('a.`b c`').map((t) => t.v)).toEqual(['a', '.', 'b c']);
+  });
+});
+
+describe('ddlKey', () => {
+  it('is the same for the same change written with other spacing or a trailing semicolon', () => {
+    expect(ddlKey(['orders'], 'ALTER TABLE orders\n  RENAME COLUMN note TO remark;')).toBe(
+      ddlKey(['orders'], '  ALTER TABLE orders RENAME COLUMN note TO remark'),
+    );
+  });
+  it('differs for another statement, or the same one on other tables', () => {
+    const k = ddlKey(['orders'], 'ALTER TABLE orders ADD COLUMN x INT');
+    expect(ddlKey(['orders'], 'ALTER TABLE orders ADD COLUMN x BIGINT')).not.toBe(k);
+    expect(ddlKey(['users'], 'ALTER TABLE orders ADD COLUMN x INT')).not.toBe(k);
+  });
+});
+
+describe('shapeOfCreate', () => {
+  const create = (options: string) =>
+    `CREATE TABLE \`t\` (\n  \`id\` int(11) NOT NULL AUTO_INCREMENT,\n  \`note\` varchar(40) DEFAULT ' AUTO_INCREMENT=5',\n  PRIMARY KEY (\`id\`)\n) ${options}`;
+  it('ignores the AUTO_INCREMENT counter of the table options only', () => {
+    expect(shapeOfCreate(create('ENGINE=InnoDB AUTO_INCREMENT=12 DEFAULT CHARSET=utf8mb4'))).toBe(
+      create('ENGINE=InnoDB DEFAULT CHARSET=utf8mb4'),
+    );
+    // The column's AUTO_INCREMENT attribute and text inside a default are shape.
+    expect(shapeOfCreate(create('ENGINE=InnoDB'))).toContain("DEFAULT ' AUTO_INCREMENT=5'");
+    expect(shapeOfCreate(create('ENGINE=InnoDB'))).toContain('NOT NULL AUTO_INCREMENT,');
+  });
+  it('keeps every other difference', () => {
+    expect(shapeOfCreate(create('ENGINE=InnoDB DEFAULT CHARSET=utf8mb4'))).not.toBe(
+      shapeOfCreate(create('ENGINE=InnoDB DEFAULT CHARSET=latin1')),
+    );
   });
 });
