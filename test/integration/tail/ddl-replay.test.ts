@@ -6,7 +6,6 @@
  * The same holds after a crash between a target's DDL and the tailer's checkpoint.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTail } from '../../../src/binlog/tailer.js';
 import {
   type Estate,
   expectConverged,
@@ -15,6 +14,7 @@ import {
   queryOn,
   recordStarts,
   sqlOn,
+  tailCaughtUp,
 } from './helpers.js';
 
 async function columns(p: number, db: string, table: string): Promise<string[]> {
@@ -58,15 +58,7 @@ describe('reshard tail --apply-ddl: the same change from every source', () => {
       'UPDATE orders SET remark = CONCAT(COALESCE(remark, ""), "b") WHERE id % 3 = 0',
       e.db,
     );
-    const ctx = await e.job();
-    const tail = await startTail({ ctx, metaDb: e.metaDb, applyDdl: true });
-    try {
-      await tail.waitCaughtUp({ timeoutMs: 30_000 });
-      await tail.stop();
-    } finally {
-      await tail.stop().catch(() => undefined);
-      await ctx.close();
-    }
+    await tailCaughtUp(e, { applyDdl: true });
     for (const t of e.targets) {
       const cols = await columns(t.port, e.db, 'orders');
       expect(cols).toContain('remark');
@@ -84,15 +76,7 @@ describe('reshard tail --apply-ddl: the same change from every source', () => {
       await sqlOn(s.port, 'ALTER TABLE orders CHANGE COLUMN remark memo VARCHAR(500) NULL', e.db);
       await sqlOn(s.port, 'UPDATE orders SET memo = CONCAT(COALESCE(memo, ""), "c") WHERE id % 4 = 0', e.db);
     }
-    const ctx = await e.job();
-    const tail = await startTail({ ctx, metaDb: e.metaDb, applyDdl: true });
-    try {
-      await tail.waitCaughtUp({ timeoutMs: 30_000 });
-      await tail.stop();
-    } finally {
-      await tail.stop().catch(() => undefined);
-      await ctx.close();
-    }
+    await tailCaughtUp(e, { applyDdl: true });
     for (const t of e.targets) expect(await columns(t.port, e.db, 'orders')).toContain('memo');
     await expectConverged(e);
   });

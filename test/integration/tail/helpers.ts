@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { readMasterPosition } from '../../../src/binlog/position.js';
 import { recordStartPosition } from '../../../src/binlog/status.js';
-import type { TailContext } from '../../../src/binlog/tailer.js';
+import { startTail, type TailContext, type TailOptions } from '../../../src/binlog/tailer.js';
 import { openJob } from '../../../src/job/context.js';
 import { writePlanFile } from '../../../src/plan/planfile.js';
 import { plan } from '../../../src/plan/planner.js';
@@ -240,6 +240,23 @@ export async function naiveCopy(e: Estate): Promise<void> {
 }
 
 /** Source vs target, byte for byte; and no parked rows left on any target. */
+/** Tail every source until caught up, then stop (options as for startTail). */
+export async function tailCaughtUp(
+  e: Estate,
+  opts: Omit<TailOptions, 'ctx' | 'metaDb'> = {},
+  timeoutMs = 30_000,
+): Promise<void> {
+  const ctx = await e.job();
+  const tail = await startTail({ ctx, metaDb: e.metaDb, ...opts });
+  try {
+    await tail.waitCaughtUp({ timeoutMs });
+    await tail.stop();
+  } finally {
+    await tail.stop().catch(() => undefined);
+    await ctx.close();
+  }
+}
+
 export async function expectConverged(
   e: Estate,
   opts: { reverse?: boolean } = {},

@@ -19,6 +19,7 @@ import {
   runCli,
   sqlOn,
   startCli,
+  tailCaughtUp,
 } from './helpers.js';
 
 const CORPUS = readFileSync(join(ROOT, 'fixtures/shop/type_corpus.sql'), 'utf8');
@@ -149,15 +150,7 @@ describe('reshard tail: DDL on a tracked table', () => {
         'UPDATE orders SET gift_wrap = 1, note = CONCAT(COALESCE(note, ""), "!") WHERE id % 7 = 0',
         e.db,
       );
-    const ctx = await e.job();
-    const tail = await startTail({ ctx, metaDb: e.metaDb, applyDdl: true });
-    try {
-      await tail.waitCaughtUp({ timeoutMs: 30_000 });
-      await tail.stop();
-    } finally {
-      await tail.stop().catch(() => undefined);
-      await ctx.close();
-    }
+    await tailCaughtUp(e, { applyDdl: true });
     await expectConverged(e);
     const cols = await queryOn<{ n: number }>(
       e.targets[0]!.port,
