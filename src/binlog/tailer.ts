@@ -763,6 +763,12 @@ class Pipeline {
         cause: e,
       });
     }
+    if (err?.code === 'E_ROW_IMAGE') {
+      throw new PreconditionError(err.code, `${this.label}: ${err.message}`, {
+        hint: 'every session writing to the shard must log full row images: SET GLOBAL binlog_row_image=FULL, reconnect the applications, and make sure none sets binlog_row_image per session. Nothing of that transaction was applied and positions stop before it, but its rows are not in the binlog whole: cancel this job (reshard rollback --execute) and start over with a new copy',
+        cause: e,
+      });
+    }
     if (err?.code === 'E_TAIL_XA' || err?.code === 'E_TAIL_UNDECODABLE' || err?.code === 'E_TAIL_SAVEPOINT') {
       throw new PreconditionError(err.code, `${this.label}: ${err.message}`, {
         hint: 'see the message; reshard tail cannot continue past this event',

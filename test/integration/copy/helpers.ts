@@ -185,6 +185,11 @@ export function spawnReshard(args: string[], env: Record<string, string> = {}) {
   return startReshard(args, env, 'info');
 }
 
+/** `command --plan … --control … --meta-db …` for the estate's job, then `extra`. */
+export function jobArgs(e: Estate, command: string, ...extra: string[]): string[] {
+  return [command, '--plan', e.planPath, '--control', e.controlDsn, '--meta-db', e.metaDb, ...extra];
+}
+
 export async function reshard(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
   return spawnReshard(args, env).done;
 }
