@@ -6,6 +6,7 @@
  * Buffers, NULL as null. Nothing is ever a JS `Date` or an inexact float of a DECIMAL.
  */
 import { createHash } from 'node:crypto';
+import { PreconditionError } from '../errors.js';
 
 export type Value = null | string | Buffer | number | bigint;
 export type Row = Value[];
@@ -92,12 +93,38 @@ export function encodeImage(row: readonly Value[]): string {
   );
 }
 
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+const NUMBER_TEXT = /^-?(\d+(\.\d*)?|\.\d+)(e[-+]?\d+)?$/i;
+
+/**
+ * The inverse of encodeImage. Strict: anything encodeImage does not write (another version's
+ * encoding, an edited row) is refused. A lenient reading once turned an unknown element into
+ * NULL, and a copy chunk bounded by `pk <= NULL` read no rows and was marked done.
+ */
 export function decodeImage(text: string): Row {
-  const arr = JSON.parse(text) as (null | string | { b: string } | { n: string })[];
-  return arr.map((v) => {
+  const bad = () =>
+    new PreconditionError(
+      'E_STATE_FORMAT',
+      `a stored row image or key is not in the form this reshard writes: ${text.length > 120 ? `${text.slice(0, 120)}…` : text}`,
+      {
+        hint: 'it was written by another reshard version, or edited by hand: finish the job with the version that started it, or cancel it and start a new one',
+      },
+    );
+  let arr: unknown;
+  try {
+    arr = JSON.parse(text);
+  } catch {
+    throw bad();
+  }
+  if (!Array.isArray(arr)) throw bad();
+  return arr.map((v: unknown): Value => {
     if (v === null || typeof v === 'string') return v;
-    if ('b' in v) return Buffer.from(v.b, 'base64');
-    return v.n;
+    if (typeof v !== 'object' || Array.isArray(v)) throw bad();
+    const keys = Object.keys(v);
+    const o = v as Record<string, unknown>;
+    if (keys.length === 1 && typeof o.b === 'string' && BASE64.test(o.b)) return Buffer.from(o.b, 'base64');
+    if (keys.length === 1 && typeof o.n === 'string' && NUMBER_TEXT.test(o.n)) return o.n;
+    throw bad();
   });
 }
 

@@ -72,6 +72,19 @@ function planHashOf(plan: Plan): string {
   return computePlanHash(plan).replace(/^sha256:/, '');
 }
 
+/**
+ * Whether checkpoints written by reshard `a` can be read by reshard `b`: the same major version,
+ * and below 1.0 the same minor too (0.x minors may change what a checkpoint means). A job's
+ * checkpoints (copy bounds, positions, verify runs) are read by the version that wrote them.
+ */
+export function sameStateFormat(a: string, b: string): boolean {
+  const parse = (v: string) => /^(\d+)\.(\d+)\./.exec(v);
+  const x = parse(a);
+  const y = parse(b);
+  if (!x || !y || x[1] !== y[1]) return false;
+  return x[1] !== '0' || x[2] === y[2];
+}
+
 export async function openJob(opts: OpenJobOptions): Promise<JobContext> {
   const base = loadPlanContext(opts);
   const control = await openControl(opts.control);
@@ -105,6 +118,17 @@ export async function openJob(opts: OpenJobOptions): Promise<JobContext> {
         job = await getJobByName(control.conn, name);
         if (!job) throw e;
       }
+    }
+    if (!sameStateFormat(job.reshardVersion, VERSION)) {
+      const { PreconditionError } = await import('../errors.js');
+      throw new PreconditionError(
+        'E_JOB_VERSION',
+        `job ${job.name} was started by reshard ${job.reshardVersion}; this is reshard ${VERSION}, which may read its checkpoints differently`,
+        {
+          hint: `finish the job with reshard ${job.reshardVersion} (same major and minor version), or cancel it and start a new one with this version`,
+          data: { job: job.name, startedBy: job.reshardVersion, version: VERSION },
+        },
+      );
     }
     return { planPath: opts.planPath, ...base, control, job, close: () => control.close() };
   } catch (e) {
