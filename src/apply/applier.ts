@@ -49,6 +49,8 @@ export interface ApplyStats {
 
 export interface ApplierOptions {
   jobId: number;
+  /** The job's identity across control schemas (jobOwner): job ids repeat, it does not. */
+  owner: string;
   /** Target shard name (for messages and the positions table). */
   target: string;
   /** Database on the target server that holds reshard's own tables (parked rows, positions). */
@@ -69,8 +71,70 @@ export interface ApplierOptions {
  * so two targets on one server overwrote each other's position (a resumed tailer then skipped
  * changes for one of them); upgraded in place, and a target without a position simply resumes
  * from the copy's start position, which is safe (see README.md).
+ * 3: `jobs` says which job a job id's rows belong to (claimMeta). A job id is an AUTO_INCREMENT
+ * of one control schema: a job of another control schema (another estate on the same servers, or
+ * this one after its control schema was made anew) is job 1 too, and its tailer took the other
+ * job's positions as its own and skipped its changes.
  */
-export const META_VERSION = 2;
+export const META_VERSION = 3;
+
+/**
+ * A job's identity across control schemas: its control database, name (from the plan's hash)
+ * and creation time to the microsecond. A control schema made anew gives the same plan a new
+ * job with the same id and name but another creation time.
+ */
+export function jobOwner(controlDatabase: string, job: { name: string; createdAt: string }): string {
+  return `${controlDatabase}/${job.name}/${job.createdAt}`;
+}
+
+/** The owner recorded for a job id in `metaDb` (undefined: none, or no meta tables yet). */
+export async function metaOwner(
+  conn: Connection,
+  metaDb: string,
+  jobId: number,
+): Promise<string | undefined> {
+  try {
+    const [rows] = await conn.query<RowDataPacket[]>(`SELECT owner FROM ${q(metaDb)}.jobs WHERE job_id = ?`, [
+      jobId,
+    ]);
+    return rows[0] ? String(rows[0].owner) : undefined;
+  } catch (e) {
+    const errno = (e as { errno?: number }).errno;
+    if (errno === 1049 || errno === 1146) return undefined;
+    throw e;
+  }
+}
+
+/** Refuse a job id whose rows in `metaDb` belong to another job (see META_VERSION 3). */
+export function refuseOtherOwner(
+  metaDb: string,
+  target: string,
+  jobId: number,
+  owner: string,
+  found: string,
+): never {
+  throw new PreconditionError(
+    'E_META_OTHER_JOB',
+    `${metaDb} on target ${target} holds positions and parked rows of another job with id ${jobId} (${found}); this job (${owner}) would take them for its own`,
+    {
+      hint: `give this job its own --meta-db, or, if that job is gone for good, remove its rows on ${target}: DELETE FROM ${q(metaDb)}.apply_positions WHERE job_id = ${jobId}; DELETE FROM ${q(metaDb)}.parked_rows WHERE job_id = ${jobId}; DELETE FROM ${q(metaDb)}.jobs WHERE job_id = ${jobId};`,
+      data: { target, metaDb, jobId, owner, found },
+    },
+  );
+}
+
+/** Claim job id `jobId` in `metaDb` for `owner`, or refuse when another job has it. */
+export async function claimMeta(
+  conn: Connection,
+  metaDb: string,
+  target: string,
+  jobId: number,
+  owner: string,
+): Promise<void> {
+  await conn.query(`INSERT IGNORE INTO ${q(metaDb)}.jobs (job_id, owner) VALUES (?, ?)`, [jobId, owner]);
+  const found = await metaOwner(conn, metaDb, jobId);
+  if (found !== owner) refuseOtherOwner(metaDb, target, jobId, owner, found ?? '(none)');
+}
 
 /** reshard's own tables on a target server; created on first use, refused if newer. */
 export async function ensureMeta(conn: Connection, metaDb: string): Promise<void> {
@@ -88,6 +152,12 @@ export async function ensureMeta(conn: Connection, metaDb: string): Promise<void
     await conn.query(`DROP TABLE IF EXISTS ${db}.apply_positions`);
     await conn.query(`UPDATE ${db}.meta_version SET version = 2 WHERE id = 1 AND version = 1`);
     v = 2;
+  }
+  if (v === 2) {
+    // Upgrade (see META_VERSION): the jobs table below; a job id already there is claimed by the
+    // first job that opens it, as before this version.
+    await conn.query(`UPDATE ${db}.meta_version SET version = 3 WHERE id = 1 AND version = 2`);
+    v = 3;
   }
   if (v > META_VERSION) {
     throw new PreconditionError(
@@ -109,6 +179,12 @@ export async function ensureMeta(conn: Connection, metaDb: string): Promise<void
     parked_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
     PRIMARY KEY (job_id, db, tbl, pk_hash, source)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`);
+  // Which job each job id's rows belong to (claimMeta).
+  await conn.query(`CREATE TABLE IF NOT EXISTS ${db}.jobs (
+    job_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+    owner VARCHAR(512) NOT NULL,
+    claimed_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
+  ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`);
   // Last source position applied on this target, written in the same transaction as the rows.
   await conn.query(`CREATE TABLE IF NOT EXISTS ${db}.apply_positions (
     job_id BIGINT UNSIGNED NOT NULL,
@@ -120,6 +196,22 @@ export async function ensureMeta(conn: Connection, metaDb: string): Promise<void
     updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6),
     PRIMARY KEY (job_id, source, target)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`);
+}
+
+/**
+ * A duplicate-key error on a key other than the primary key: two rows with different primary
+ * keys hold the same value of a UNIQUE key. Sources enforce it each for their own rows only, so
+ * rows merged from several sources can clash; retrying cannot help.
+ */
+function uniqueConflict(err: unknown, target: string): PreconditionError | undefined {
+  const e = err as { errno?: number; message?: string };
+  if (e?.errno !== 1062) return undefined;
+  const key = /for key '([^']*)'/.exec(e.message ?? '')?.[1];
+  if (key === undefined || key === 'PRIMARY' || key.endsWith('.PRIMARY')) return undefined;
+  return new PreconditionError('E_UNIQUE_CONFLICT', `target ${target}: ${e.message}`, {
+    hint: `two rows with different primary keys hold the same value of UNIQUE key ${key}: each source enforces it for its own rows only, and rows merged from several sources on one target can clash. Change or remove one of the rows on the sources (or drop the key on every shard alike), then re-run: nothing of this transaction was applied`,
+    cause: err,
+  });
 }
 
 /** Split ops into runs of one kind on one table with distinct primary keys (order preserved). */
@@ -176,7 +268,9 @@ export class TargetApplier {
   }
 
   async open(): Promise<void> {
-    await ensureMeta(await this.connection(), this.opts.metaDb);
+    const conn = await this.connection();
+    await ensureMeta(conn, this.opts.metaDb);
+    await claimMeta(conn, this.opts.metaDb, this.opts.target, this.opts.jobId, this.opts.owner);
   }
 
   async close(): Promise<void> {
@@ -246,7 +340,7 @@ export class TargetApplier {
           return stats;
         } catch (err) {
           if (classifyError(err) !== 'reconnect') await conn.query('ROLLBACK').catch(() => undefined);
-          throw err;
+          throw uniqueConflict(err, this.opts.target) ?? err;
         }
       },
       {
@@ -258,14 +352,15 @@ export class TargetApplier {
     );
   }
 
-  private async writeRows(st: Statements, t: TableMeta, rows: Row[]): Promise<void> {
+  /** INSERT … ON DUPLICATE KEY UPDATE every column; `update: false`: a plain INSERT. */
+  private async writeRows(st: Statements, t: TableMeta, rows: Row[], update = true): Promise<void> {
     if (rows.length === 0) return;
     const tuple = `(${t.columns.map(() => '?').join(', ')})`;
     const updates = t.columns.map((c) => `${q(c)} = VALUES(${q(c)})`).join(', ');
     const params: unknown[] = [];
     for (const r of rows) for (const v of r) params.push(sqlParam(v));
     await st.write(
-      `INSERT INTO ${t.sql.table} (${t.sql.columns}) VALUES ${rows.map(() => tuple).join(', ')} ON DUPLICATE KEY UPDATE ${updates}`,
+      `INSERT INTO ${t.sql.table} (${t.sql.columns}) VALUES ${rows.map(() => tuple).join(', ')}${update ? ` ON DUPLICATE KEY UPDATE ${updates}` : ''}`,
       params,
     );
   }
@@ -342,13 +437,14 @@ export class TargetApplier {
     const t = run[0]!.table;
     const source = run[0]!.source;
     const rows = run.map((o) => o.row);
-    if (t.shardKeyInPk) {
+    if (t.shardKeyInPk && !t.secondaryUnique) {
       await this.writeRows(st, t, rows);
       stats.written += rows.length;
       return;
     }
     const found = await this.existing(st, t, rows);
     const winners: Row[] = [];
+    const fresh: Row[] = [];
     const clear: Buffer[] = [];
     const park: [Buffer, Row][] = [];
     rows.forEach((r, idx) => {
@@ -358,14 +454,23 @@ export class TargetApplier {
       const pkValues = ex ? ex.slice(1) : t.pk.map((i) => r[i] ?? null);
       const h = this.parkedKey(pkValues);
       if (!ex || this.opts.sourceOwnerOf(t, ex[0] ?? null) === source) {
-        winners.push(r);
+        // With a secondary UNIQUE key, a row new to the target goes in by plain INSERT: under
+        // ON DUPLICATE KEY UPDATE, its clash on that key would update the other row instead,
+        // primary key included, and that row would be gone. A row the target has (locked above)
+        // is safe there: InnoDB finds the primary-key duplicate first, and a clash of its new
+        // values on the unique key fails. Rows of one run have distinct primary keys and follow
+        // source order, where a new row cannot free a value an existing one takes, so existing
+        // rows go first.
+        if (!ex && t.secondaryUnique) fresh.push(r);
+        else winners.push(r);
         clear.push(h);
       } else {
         park.push([h, r]);
       }
     });
     await this.writeRows(st, t, winners);
-    stats.written += winners.length;
+    await this.writeRows(st, t, fresh, false);
+    stats.written += winners.length + fresh.length;
     if (clear.length) {
       await st.write(
         `DELETE FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND source = ? AND pk_hash IN (${clear.map(() => '?').join(', ')})`,

@@ -31,6 +31,12 @@ export interface TableMeta {
    * the same primary key can never live on two sources, and the applier takes its fast path.
    */
   shardKeyInPk: boolean;
+  /**
+   * The table has a UNIQUE key besides the primary key. An upsert of a row new to the target
+   * then must not be INSERT … ON DUPLICATE KEY UPDATE: a clash on that key would update the
+   * other row, primary key included, and lose it (see the applier's upsertRun).
+   */
+  secondaryUnique: boolean;
   /** How a shard-key value becomes a routing key. */
   keyKind: 'int' | 'string' | 'binary';
   /** Precomputed quoted fragments. */
@@ -85,6 +91,7 @@ export function tableMetaFromDefinition(def: TableDefinition, spec: TableSpec): 
     pk,
     shardKey,
     shardKeyInPk: pk.includes(shardKey),
+    secondaryUnique: def.uniqueKeys.length > 0,
     keyKind,
     sql: {
       table: qt(def.database, def.table),

@@ -25,7 +25,7 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Connection } from 'mysql2/promise';
-import { type ApplyPosition, type RowOp, sourceOwnerFn, TargetApplier } from '../apply/applier.js';
+import { type ApplyPosition, jobOwner, type RowOp, sourceOwnerFn, TargetApplier } from '../apply/applier.js';
 import type { TableMeta } from '../apply/table.js';
 import { type Row, tupleKey } from '../apply/values.js';
 import { connect, connectionOptions, describeEndpoint } from '../db/connect.js';
@@ -510,6 +510,7 @@ class Pipeline {
     for (const target of this.targets) {
       const applier = new TargetApplier({
         jobId: t.ctx.job.id,
+        owner: jobOwner(t.ctx.control.database, t.ctx.job),
         target: target.name,
         metaDb: t.opts.metaDb,
         sourceOwnerOf: t.sourceOwnerOf,

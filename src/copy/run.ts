@@ -12,7 +12,7 @@
 import { hostname } from 'node:os';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import pLimit from 'p-limit';
-import { sourceOwnerFn, TargetApplier } from '../apply/applier.js';
+import { jobOwner, sourceOwnerFn, TargetApplier } from '../apply/applier.js';
 import { connectShard } from '../db/connect.js';
 import { q } from '../db/quote.js';
 import { classifyError, sleep } from '../db/retry.js';
@@ -362,6 +362,7 @@ async function runJob(
     for (let i = 0; i < opts.concurrency; i++) {
       const a = new TargetApplier({
         jobId,
+        owner: jobOwner(ctx.control.database, ctx.job),
         target: t,
         metaDb: opts.metaDb,
         sourceOwnerOf,

@@ -16,6 +16,7 @@
  * backlog only shrinks, so it bounds the drain under the freeze.
  */
 import type { Connection, RowDataPacket } from 'mysql2/promise';
+import { jobOwner, metaOwner, refuseOtherOwner } from '../apply/applier.js';
 import { type BinlogPosition, comparePositions, formatPosition } from '../binlog/position.js';
 import { type Direction, tailLockName } from '../binlog/status.js';
 import { startTail, type TailHandle } from '../binlog/tailer.js';
@@ -184,6 +185,12 @@ export class Drainer {
   async appliedOf(p: Pair): Promise<BinlogPosition | undefined> {
     const key = positionKey(this.opts.direction, p.source);
     return this.onConn(this.targetSide, p.target, async (c) => {
+      // Positions under this job id are ours only if the meta database says so (META_VERSION 3).
+      const ctx = this.opts.ctx;
+      const owner = jobOwner(ctx.control.database, ctx.job);
+      const found = await metaOwner(c, this.opts.metaDb, ctx.job.id);
+      if (found === undefined) return undefined;
+      if (found !== owner) refuseOtherOwner(this.opts.metaDb, p.target, ctx.job.id, owner, found);
       try {
         const [rows] = await c.query<RowDataPacket[]>(
           `SELECT binlog_file AS file, binlog_pos AS pos, gtid FROM ${q(this.opts.metaDb)}.apply_positions WHERE job_id = ? AND source = ? AND target = ?`,

@@ -9,6 +9,7 @@
  * time spent deleting), so the targets' own load keeps its share. Idempotent: a re-run deletes
  * whatever is left. reshard's own rows of the job (parked rows, apply positions) go too.
  */
+import { jobOwner, metaOwner } from '../apply/applier.js';
 import { loadTableMeta, routeKeyOf } from '../apply/table.js';
 import type { Value } from '../apply/values.js';
 import { sqlParam } from '../apply/values.js';
@@ -70,13 +71,10 @@ export async function purgeTargets(
         out.deleted += deleted;
         if (deleted) onProgress?.(`purged ${deleted} rows of ${spec.name} on ${name}`);
       }
-      for (const t of ['parked_rows', 'apply_positions']) {
-        await writer
-          .query(`DELETE FROM ${q(metaDb)}.${q(t)} WHERE job_id = ?`, [ctx.job.id])
-          .catch((e: unknown) => {
-            const errno = (e as { errno?: number }).errno;
-            if (errno !== 1049 && errno !== 1146) throw e;
-          });
+      // Only this job's: the same job id of another control schema is another job's (claimMeta).
+      if ((await metaOwner(writer, metaDb, ctx.job.id)) === jobOwner(ctx.control.database, ctx.job)) {
+        for (const t of ['parked_rows', 'apply_positions', 'jobs'])
+          await writer.query(`DELETE FROM ${q(metaDb)}.${q(t)} WHERE job_id = ?`, [ctx.job.id]);
       }
     } finally {
       await reader.end().catch(() => reader.destroy());

@@ -431,6 +431,14 @@ function checkSchemas(probes: Probe[]): void {
             [column, expected, actual] = [undefined, d.expected, d.actual];
             message = `table ${t}: ${d.expected} on ${r} but ${d.actual} on ${o}`;
             break;
+          case 'unique-key-missing':
+            [column, expected, actual] = [undefined, `UNIQUE KEY (${d.columns})`, '(absent)'];
+            message = `table ${t}: UNIQUE KEY ${q(d.key)} (${d.columns}) exists on ${r} but not on ${o}`;
+            break;
+          case 'unique-key-extra':
+            [column, expected, actual] = [undefined, '(absent)', `UNIQUE KEY (${d.columns})`];
+            message = `table ${t}: UNIQUE KEY ${q(d.key)} (${d.columns}) exists on ${o} but not on ${r}`;
+            break;
         }
         const alter = alterFor(d, refDef, p.shard.endpoint.database);
         issue(p, 'schema', {

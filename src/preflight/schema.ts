@@ -442,7 +442,15 @@ export type SchemaDifference =
   | { kind: 'column-extra'; column: string; actual: string }
   | { kind: 'column-definition'; column: string; expected: string; actual: string }
   | { kind: 'column-order'; column: string; expected: string; actual: string; after: string | null }
-  | { kind: 'primary-key'; expected: string; actual: string };
+  | { kind: 'primary-key'; expected: string; actual: string }
+  /** A UNIQUE key (other than the primary key) on `expected` only, or on `actual` only. */
+  | { kind: 'unique-key-missing'; key: string; columns: string }
+  | { kind: 'unique-key-extra'; key: string; columns: string };
+
+/** A unique index by what it constrains (its columns and prefixes), not by its name. */
+function uniqueColumnsSql(k: IndexDefinition): string {
+  return k.columns.map((c) => (c.prefix === null ? q(c.name) : `${q(c.name)}(${c.prefix})`)).join(', ');
+}
 
 /**
  * Differences of `actual` from `expected`, most specific first. Pure: the same inputs always
@@ -485,6 +493,15 @@ export function diffTableDefinitions(expected: TableDefinition, actual: TableDef
       expected: pkE ? `PRIMARY KEY (${pkE})` : 'no primary key',
       actual: pkA ? `PRIMARY KEY (${pkA})` : 'no primary key',
     });
+  // Secondary UNIQUE keys decide which rows may coexist: one only on a target refuses (or, in an
+  // upsert, merges) rows the sources hold side by side; one only on a source is a constraint the
+  // application relies on that the targets would not keep.
+  const uniqueE = new Map(expected.uniqueKeys.map((k) => [uniqueColumnsSql(k), k]));
+  const uniqueA = new Map(actual.uniqueKeys.map((k) => [uniqueColumnsSql(k), k]));
+  for (const [cols, k] of uniqueE)
+    if (!uniqueA.has(cols)) out.push({ kind: 'unique-key-missing', key: k.name, columns: cols });
+  for (const [cols, k] of uniqueA)
+    if (!uniqueE.has(cols)) out.push({ kind: 'unique-key-extra', key: k.name, columns: cols });
   return out;
 }
 
@@ -504,6 +521,10 @@ export function alterFor(diff: SchemaDifference, expected: TableDefinition, data
       const c = col(diff.column);
       return `ALTER TABLE ${t} MODIFY COLUMN ${q(diff.column)} ${c ? columnSql(c) : '…'}${place(diff.after)};`;
     }
+    case 'unique-key-missing':
+      return `ALTER TABLE ${t} ADD UNIQUE KEY ${q(diff.key)} (${diff.columns});`;
+    case 'unique-key-extra':
+      return `ALTER TABLE ${t} DROP INDEX ${q(diff.key)};`;
     case 'primary-key':
       if (expected.primaryKey.length === 0) return `ALTER TABLE ${t} DROP PRIMARY KEY;`;
       return diff.actual === 'no primary key'

@@ -54,6 +54,7 @@ describe.each([true, false])('TargetApplier (multipleStatements %s)', (multi) =>
   const newApplier = (job: number) =>
     new TargetApplier({
       jobId: job,
+      owner: `test/${db}/${job}`,
       target: 't0',
       metaDb,
       sourceOwnerOf: ownerOf,
@@ -169,6 +170,7 @@ describe.each([true, false])('TargetApplier (multipleStatements %s)', (multi) =>
     // Two target shards on one server share the meta database: their positions must not collide.
     const other = new TargetApplier({
       jobId,
+      owner: `test/${db}/${jobId}`,
       target: 't9',
       metaDb,
       sourceOwnerOf: ownerOf,
@@ -218,6 +220,7 @@ describe.each([true, false])('TargetApplier (multipleStatements %s)', (multi) =>
     const sent: string[] = [];
     const counting = new TargetApplier({
       jobId,
+      owner: `test/${db}/${jobId}`,
       target: 't0',
       metaDb,
       sourceOwnerOf: ownerOf,
@@ -264,6 +267,7 @@ describe.each([true, false])('TargetApplier (multipleStatements %s)', (multi) =>
     await conn.query('DELETE FROM users');
     const small = new TargetApplier({
       jobId,
+      owner: `test/${db}/${jobId}`,
       target: 't0',
       metaDb,
       sourceOwnerOf: ownerOf,
@@ -355,6 +359,7 @@ describe.each([true, false])('TargetApplier (multipleStatements %s)', (multi) =>
           // Random merge of the two streams, each kept in order.
           const a = new TargetApplier({
             jobId: job,
+            owner: `test/${db}/${job}`,
             target: 't0',
             metaDb,
             sourceOwnerOf: ownerOf,
