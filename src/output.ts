@@ -2,6 +2,9 @@
  * Output discipline: results (tables, --json) go to stdout; logs and progress go to stderr.
  * Every string that leaves the process through these helpers passes through `redact`, which
  * removes secret values registered at resolution time and masks passwords inside DSNs.
+ *
+ * State written to the control schema (`toJson`) is never redacted: it holds table and column
+ * names such as `password_resets` or `token`, which are data, and no password reaches it.
  */
 import { createRequire } from 'node:module';
 import type { Logger, pino as Pino } from 'pino';
@@ -45,13 +48,37 @@ export function redact(text: string): string {
   return out;
 }
 
-function redactDeep(value: unknown): unknown {
+/** Registered secrets and DSN passwords in every string of a value; keys and other values as they are. */
+function redactStrings(value: unknown): unknown {
   if (typeof value === 'string') return redact(value);
-  if (Array.isArray(value)) return value.map(redactDeep);
-  if (value && typeof value === 'object') {
+  if (value === null || typeof value !== 'object') return value;
+  // What JSON.stringify will serialize (a Date's text, a Buffer's bytes, a ReshardError's fields).
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === 'function') {
+    const shown: unknown = toJSON.call(value);
+    if (shown !== value) return redactStrings(shown);
+  }
+  if (Array.isArray(value)) return value.map(redactStrings);
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = redactStrings(v);
+  return out;
+}
+
+/** Keys under which a driver or connection config carries a password (mysql2's `password`, a DSN's `pwd`). */
+const CREDENTIAL_KEY = /^(password|passwd|pwd)$/i;
+
+/**
+ * A log line's fields: strings redacted, and a string under a credential key masked — a logged
+ * connection config would carry a password too short to register. Objects under such a key
+ * (a `{ env }` / `{ file }` reference) say where a password is, not what it is.
+ */
+function redactLogFields(value: unknown): unknown {
+  if (typeof value === 'string') return redact(value);
+  if (Array.isArray(value)) return value.map(redactLogFields);
+  if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
-      out[k] = /password|secret|token/i.test(k) ? '***' : redactDeep(v);
+      out[k] = CREDENTIAL_KEY.test(k) && typeof v === 'string' ? '***' : redactLogFields(v);
     }
     return out;
   }
@@ -71,7 +98,7 @@ export function log(): Logger {
       {
         level: process.env.RESHARD_LOG_LEVEL ?? 'info',
         base: undefined,
-        formatters: { log: (obj) => redactDeep(obj) as Record<string, unknown> },
+        formatters: { log: (obj) => redactLogFields(obj) as Record<string, unknown> },
         hooks: {
           logMethod(args, method) {
             const mapped = args.map((a) => (typeof a === 'string' ? redact(a) : a));
@@ -92,12 +119,23 @@ export function out(text: string): void {
 
 /** Write a result object as JSON to stdout (redacted, bigint-safe). */
 export function outJson(value: unknown): void {
-  out(toJson(value));
+  out(toReportJson(value));
 }
 
-/** JSON with bigints as decimal strings: exact, and readable by every consumer. */
+/**
+ * JSON with bigints as decimal strings: exact, and readable by every consumer. Not redacted:
+ * this is the form of state in the control schema, which must read back exactly as written.
+ */
 export function toJson(value: unknown, indent = 2): string {
-  return JSON.stringify(redactDeep(value), (_k, v) => (typeof v === 'bigint' ? v.toString() : v), indent);
+  return JSON.stringify(value, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), indent);
+}
+
+/**
+ * JSON for a person or a script (--json, --report): registered secrets and DSN passwords masked
+ * in string values; table, column and key names and all other values exactly as they are.
+ */
+export function toReportJson(value: unknown, indent = 2): string {
+  return toJson(redactStrings(value), indent);
 }
 
 /** Human line on stderr: progress, notes, warnings. */

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { UsageError } from '../errors.js';
-import { note, out, outJson, toJson } from '../output.js';
+import { note, out, outJson, toReportJson } from '../output.js';
 import { action } from './run.js';
 
 interface Opts {
@@ -48,7 +48,7 @@ export function defineVerify(program: Command): void {
         });
         if (opts.report) {
           const { writeFileSync } = await import('node:fs');
-          writeFileSync(opts.report, `${toJson(report)}\n`);
+          writeFileSync(opts.report, `${toReportJson(report)}\n`);
         }
         // With --json and a mismatch, the error object (E_VERIFY_MISMATCH, data.report) is the one JSON document.
         if (!opts.json) out(renderVerifyReport(report));

@@ -262,8 +262,8 @@ export async function transitionJob(
 
 /**
  * Append to the job's event log. Does not open a transaction, so an event can commit together
- * with the work it describes. `detail` is stored as JSON text (bigints as decimal strings,
- * secret-looking keys masked).
+ * with the work it describes. `detail` is stored as JSON text (bigints as decimal strings), exactly
+ * as given: no password reaches an event, and names in it (a table `password_resets`) are data.
  */
 export async function appendEvent(
   conn: Connection,

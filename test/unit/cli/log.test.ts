@@ -16,7 +16,7 @@ const cache = createRequire(import.meta.url).cache;
 const pinoLoaded = () => Object.keys(cache).some((k) => /[\\\\/]node_modules[\\\\/]pino[\\\\/]/.test(k));
 process.stdout.write(JSON.stringify({ before: pinoLoaded() }) + '\\n');
 registerSecret('hunter2-secret');
-log().info({ dsn: 'mysql://app:pw-in-dsn@db1:3306/shop', note: 'hunter2-secret' }, 'connected with hunter2-secret');
+log().info({ dsn: 'mysql://app:pw-in-dsn@db1:3306/shop', note: 'hunter2-secret', config: { user: 'app', password: 'ab' }, ref: { password: { env: 'PW' } }, bits: { password_resets: 3, token: 'kept' } }, 'connected with hunter2-secret');
 process.stdout.write(JSON.stringify({ after: pinoLoaded() }) + '\\n');
 `;
 
@@ -40,6 +40,11 @@ describe('log()', () => {
     expect(line.msg).toBe('connected with ***');
     expect(line.note).toBe('***');
     expect(line.dsn).toBe('mysql://app:***@db1:3306/shop');
+    // A password under a config's credential key is masked, however short; a reference to one
+    // ({ env }) and names that only look secret (a table `password_resets`) are shown as they are.
+    expect(line.config).toEqual({ user: 'app', password: '***' });
+    expect(line.ref).toEqual({ password: { env: 'PW' } });
+    expect(line.bits).toEqual({ password_resets: 3, token: 'kept' });
     expect(r.stderr).not.toContain('hunter2-secret');
   });
 });
