@@ -8,6 +8,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Logger, pino as Pino } from 'pino';
+import { dsnMayCarryPassword } from './db/dsn.js';
 import { asReshardError, ReshardError } from './errors.js';
 
 const secrets = new Set<string>();
@@ -21,12 +22,15 @@ export function registerSecret(value: string): void {
 
 /**
  * The environment without reshard's secrets, for a child process reshard starts (the --on-flip
- * hook): every variable holding a registered password, and RESHARD_CONTROL_PASSWORD.
+ * hook): every variable holding a registered password, RESHARD_CONTROL_PASSWORD, and
+ * RESHARD_CONTROL_DSN if it carries a password (with --control given it was never parsed, so
+ * never refused).
  */
 export function envWithoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(env)) {
     if (k === 'RESHARD_CONTROL_PASSWORD' || (v !== undefined && secrets.has(v))) continue;
+    if (k === 'RESHARD_CONTROL_DSN' && v !== undefined && dsnMayCarryPassword(v)) continue;
     out[k] = v;
   }
   return out;

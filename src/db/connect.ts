@@ -17,6 +17,7 @@ import mysql, { type Connection, type ConnectionOptions, type Pool, type PoolOpt
 import { PreconditionError, UsageError } from '../errors.js';
 import { registerSecret } from '../output.js';
 import type { SecretRef, Shard, ShardEndpoint } from '../topology/types.js';
+import { isPasswordParam } from './dsn.js';
 
 export function resolveSecret(ref: SecretRef, where: string): string {
   if ('env' in ref) {
@@ -211,15 +212,31 @@ export function parseControlDsn(dsn: string): ShardEndpoint {
       hint: 'use mysql://user@host:port/reshard_control',
     });
   }
+  const passwordHint = 'remove it and set RESHARD_CONTROL_PASSWORD, or add ?password-file=/path/to/file';
   if (url.password) {
     registerSecret(decodeURIComponent(url.password));
     throw new UsageError(
       'E_CONTROL_DSN',
       'control DSN contains a password, which would be visible in the process list',
-      {
-        hint: 'remove it and set RESHARD_CONTROL_PASSWORD, or add ?password-file=/path/to/file',
-      },
+      { hint: passwordHint },
     );
+  }
+  // The topology's DSN rules (topology/schema.ts): a parameter reshard does not read is refused,
+  // not dropped — `?ssl=true` silently ignored would connect without TLS.
+  for (const [key, value] of url.searchParams) {
+    if (isPasswordParam(key)) {
+      registerSecret(value);
+      throw new UsageError(
+        'E_CONTROL_DSN',
+        `control DSN contains a password (query parameter '${key}'), which would be visible in the process list`,
+        { hint: passwordHint },
+      );
+    }
+    if (key !== 'socket' && key !== 'password-file') {
+      throw new UsageError('E_CONTROL_DSN', `control DSN has unsupported query parameter '${key}'`, {
+        hint: 'only ?socket=/path and ?password-file=/path are read from a control DSN; remove the others',
+      });
+    }
   }
   const database = decodeURIComponent(url.pathname.replace(/^\//, '')) || 'reshard_control';
   const passwordFile = url.searchParams.get('password-file');

@@ -6,6 +6,7 @@
  *      and reported together, each with its field path and a fix.
  */
 import * as z from 'zod';
+import { isPasswordParam } from '../db/dsn.js';
 import type { ValidationIssue } from '../errors.js';
 import type {
   RangeSpec,
@@ -251,7 +252,7 @@ function endpointFromDsn(ctx: Ctx, path: string, dsn: string): Partial<ShardEndp
     return undefined;
   }
   for (const key of url.searchParams.keys()) {
-    if (/^(password|passwd|pwd)$/i.test(key)) {
+    if (isPasswordParam(key)) {
       issue(ctx, path, `contains a password (query parameter '${key}')`, passwordHint);
       return undefined;
     }

@@ -4,7 +4,7 @@
  * passwords only, never a table, column or key because of its name.
  */
 import { describe, expect, it } from 'vitest';
-import { registerSecret, toJson, toReportJson } from '../../../src/output.js';
+import { envWithoutSecrets, registerSecret, toJson, toReportJson } from '../../../src/output.js';
 
 registerSecret('s3cr3t-value');
 
@@ -44,5 +44,18 @@ describe('toReportJson (--json, --report)', () => {
       err: { sqlMessage: 'failed with ***' },
       at: '1970-01-01T00:00:00.000Z',
     });
+  });
+});
+
+describe('envWithoutSecrets', () => {
+  it('passes RESHARD_CONTROL_DSN on only when it carries no password', () => {
+    const dsn = (v: string) => envWithoutSecrets({ RESHARD_CONTROL_DSN: v }).RESHARD_CONTROL_DSN;
+    expect(dsn('mysql://ctl@db:3306/reshard_control?password-file=/run/pw')).toBe(
+      'mysql://ctl@db:3306/reshard_control?password-file=/run/pw',
+    );
+    expect(dsn('mysql://ctl:pw@db:3306/reshard_control')).toBeUndefined();
+    expect(dsn('mysql://ctl@db:3306/reshard_control?PWD=pw')).toBeUndefined();
+    expect(dsn('ctl:pw@db')).toBeUndefined();
+    expect(envWithoutSecrets({ RESHARD_CONTROL_PASSWORD: 'pw' })).toEqual({});
   });
 });
