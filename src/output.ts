@@ -12,9 +12,15 @@ import { dsnMayCarryPassword } from './db/dsn.js';
 import { asReshardError, ReshardError } from './errors.js';
 
 const secrets = new Set<string>();
+/** Environment variables a secret was resolved from, whatever its length. */
+const secretEnvNames = new Set<string>();
 
-/** Register a resolved secret so it is scrubbed from every log line, error and report. */
-export function registerSecret(value: string): void {
+/**
+ * Register a resolved secret so it is scrubbed from every log line, error and report; `fromEnv`
+ * names the environment variable it was read from, which child processes then do not inherit.
+ */
+export function registerSecret(value: string, fromEnv?: string): void {
+  if (fromEnv !== undefined) secretEnvNames.add(fromEnv);
   // Very short values would redact ordinary text ("a", "1"); such passwords are still
   // kept out of argv/state by design, but scrubbing them would mangle output.
   if (value.length >= 4) secrets.add(value);
@@ -22,14 +28,15 @@ export function registerSecret(value: string): void {
 
 /**
  * The environment without reshard's secrets, for a child process reshard starts (the --on-flip
- * hook): every variable holding a registered password, RESHARD_CONTROL_PASSWORD, and
- * RESHARD_CONTROL_DSN if it carries a password (with --control given it was never parsed, so
- * never refused).
+ * hook): every variable a password was resolved from (a short one too), every variable holding a
+ * registered password, RESHARD_CONTROL_PASSWORD, and RESHARD_CONTROL_DSN if it carries a password
+ * (with --control given it was never parsed, so never refused).
  */
 export function envWithoutSecrets(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(env)) {
-    if (k === 'RESHARD_CONTROL_PASSWORD' || (v !== undefined && secrets.has(v))) continue;
+    if (k === 'RESHARD_CONTROL_PASSWORD' || secretEnvNames.has(k)) continue;
+    if (v !== undefined && secrets.has(v)) continue;
     if (k === 'RESHARD_CONTROL_DSN' && v !== undefined && dsnMayCarryPassword(v)) continue;
     out[k] = v;
   }

@@ -28,7 +28,7 @@ export function resolveSecret(ref: SecretRef, where: string): string {
         hint: `export ${ref.env}=… before running reshard (the password is read from it, never from argv)`,
       });
     }
-    registerSecret(v);
+    registerSecret(v, ref.env);
     return v;
   }
   let v: string;

@@ -48,6 +48,13 @@ describe('toReportJson (--json, --report)', () => {
 });
 
 describe('envWithoutSecrets', () => {
+  it('leaves out the variables a secret was resolved from, whatever its length', () => {
+    registerSecret('ab', 'SHORT_PW');
+    const env = envWithoutSecrets({ SHORT_PW: 'ab', OTHER: 'ab', HOLDS: 's3cr3t-value', PATH: '/bin' });
+    // OTHER holds the same short value but reshard did not read it: too short to match by value.
+    expect(env).toEqual({ OTHER: 'ab', PATH: '/bin' });
+  });
+
   it('passes RESHARD_CONTROL_DSN on only when it carries no password', () => {
     const dsn = (v: string) => envWithoutSecrets({ RESHARD_CONTROL_DSN: v }).RESHARD_CONTROL_DSN;
     expect(dsn('mysql://ctl@db:3306/reshard_control?password-file=/run/pw')).toBe(
