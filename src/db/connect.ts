@@ -124,13 +124,26 @@ async function initSession(conn: Connection): Promise<void> {
   );
 }
 
-function connectError(e: unknown, label: string, ep: ShardEndpoint): PreconditionError {
+/** Where the user configured an endpoint, for hints: a shard in the topology, or the control DSN. */
+export type EndpointSource = 'topology' | 'control';
+
+const CONTROL_DSN = 'the control DSN (--control or RESHARD_CONTROL_DSN)';
+
+function connectError(
+  e: unknown,
+  label: string,
+  ep: ShardEndpoint,
+  source: EndpointSource,
+): PreconditionError {
   const err = e as { code?: string; errno?: number; message?: string };
   const target = describeEndpoint(ep);
+  const control = source === 'control';
   if (err.code === 'ER_ACCESS_DENIED_ERROR' || err.errno === 1045) {
     return new PreconditionError('E_AUTH', `${label}: access denied for ${target}`, {
       where: label,
-      hint: 'check the user and the password reference (env var or file) in the topology',
+      hint: control
+        ? `check the user in ${CONTROL_DSN} and the password in RESHARD_CONTROL_PASSWORD or the DSN's ?password-file=`
+        : 'check the user and the password reference (env var or file) in the topology',
       cause: e,
     });
   }
@@ -140,7 +153,9 @@ function connectError(e: unknown, label: string, ep: ShardEndpoint): Preconditio
       `${label}: database '${ep.database}' does not exist on ${target}`,
       {
         where: label,
-        hint: 'create it, or fix `database` in the topology',
+        hint: control
+          ? `run \`reshard init\`, or fix the database named in ${CONTROL_DSN}`
+          : 'create it, or fix `database` in the topology',
         cause: e,
       },
     );
@@ -150,7 +165,9 @@ function connectError(e: unknown, label: string, ep: ShardEndpoint): Preconditio
     `${label}: cannot connect to ${target}: ${err.code ?? err.message ?? String(e)}`,
     {
       where: label,
-      hint: 'check that the server is running and reachable from here, and the host/port/socket in the topology',
+      hint: `check that the server is running and reachable from here, and the host/port/socket in ${
+        control ? CONTROL_DSN : 'the topology'
+      }`,
       cause: e,
     },
   );
@@ -160,14 +177,14 @@ function connectError(e: unknown, label: string, ep: ShardEndpoint): Preconditio
 export async function connect(
   ep: ShardEndpoint,
   label: string,
-  opts: { withDatabase?: boolean; multipleStatements?: boolean } = {},
+  opts: { withDatabase?: boolean; multipleStatements?: boolean; source?: EndpointSource } = {},
 ): Promise<Connection> {
   const options = connectionOptions(ep, label, opts.withDatabase ?? true, opts.multipleStatements ?? false);
   let conn: Connection;
   try {
     conn = await mysql.createConnection(options);
   } catch (e) {
-    throw connectError(e, label, ep);
+    throw connectError(e, label, ep, opts.source ?? 'topology');
   }
   await initSession(conn);
   return conn;

@@ -49,7 +49,7 @@ export async function connectControl(
 ): Promise<ControlConnection> {
   const dsn = resolveControlDsn(flag);
   const ep = parseControlDsn(dsn);
-  const conn = await connect(ep, 'control', { withDatabase: false, ...opts });
+  const conn = await connect(ep, 'control', { withDatabase: false, ...opts, source: 'control' });
   return {
     conn,
     database: ep.database,

@@ -1,10 +1,12 @@
 /**
  * The control DSN follows the topology's DSN rules (src/db/dsn.ts): no password anywhere in it,
- * no parameter reshard would ignore.
+ * no parameter reshard would ignore; and a failure to reach the control server points at the
+ * control DSN, not the topology.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseControlDsn } from '../../../src/db/connect.js';
 import { ReshardError } from '../../../src/errors.js';
+import { connectControl } from '../../../src/state/control.js';
 
 function errorOf(f: () => unknown): ReshardError {
   try {
@@ -46,5 +48,19 @@ describe('parseControlDsn', () => {
     const e = errorOf(() => parseControlDsn('mysql://ctl@db/rc?ssl=true'));
     expect(e.code).toBe('E_CONTROL_DSN');
     expect(e.message).toContain("'ssl'");
+  });
+});
+
+describe('connecting to the control server', () => {
+  it('names the control DSN in the hint when the server cannot be reached', async () => {
+    // Port 1 on loopback: refused at once, no server needed.
+    const e = await connectControl('mysql://root@127.0.0.1:1/reshard_control').then(
+      () => undefined,
+      (x: unknown) => x,
+    );
+    expect(e).toBeInstanceOf(ReshardError);
+    expect((e as ReshardError).code).toBe('E_CONNECT');
+    expect((e as ReshardError).hint).toContain('--control or RESHARD_CONTROL_DSN');
+    expect((e as ReshardError).hint).not.toContain('topology');
   });
 });
