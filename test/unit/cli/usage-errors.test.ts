@@ -1,7 +1,7 @@
 /**
  * Flag errors commander finds: without --json, commander's own text on stderr (as before); with
- * --json, reshard's E_USAGE document on stdout and one human line on stderr, no commander text.
- * (test/unit/review-a/cli-json-errors.test.ts checks the JSON document for each kind of error.)
+ * --json, reshard's E_USAGE document on stdout and one human line on stderr, no commander text —
+ * with --json every failure is one JSON document on stdout, those found while parsing flags too.
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -41,5 +41,26 @@ describe('flag errors', () => {
     expect(r.stderr).toBe(
       "reshard: error E_USAGE: option '--plan <file>' argument missing\n  fix: run `reshard verify --help` for usage\n",
     );
+  });
+});
+
+describe('--json on flag errors', () => {
+  it.each([
+    ['an unknown option', ['status', '--json', '--bogus']],
+    ['a missing required option', ['copy', '--json']],
+    ['an option without its argument', ['verify', '--json', '--plan']],
+  ])('%s: exit 2 and one JSON error document on stdout', (_what, args) => {
+    const r = reshard(...args);
+    expect(r.code).toBe(2);
+    let body: { ok?: boolean; error?: { code?: string; kind?: string } } | undefined;
+    expect(
+      () => {
+        body = JSON.parse(r.stdout) as typeof body;
+      },
+      `stdout was ${JSON.stringify(r.stdout)}`,
+    ).not.toThrow();
+    expect(body?.ok).toBe(false);
+    expect(body?.error?.kind).toBe('usage');
+    expect(body?.error?.code).toMatch(/^E_/);
   });
 });

@@ -5,7 +5,7 @@
 import type { RowDataPacket } from 'mysql2/promise';
 import { afterEach, describe, expect, it } from 'vitest';
 import { runVerify, type VerifyReport } from '../../../src/verify/index.js';
-import { buildEstate, type Estate } from '../verify/helpers.js';
+import { buildEstate, type Estate } from './helpers.js';
 
 function pks(r: VerifyReport): string[] {
   return r.differences.map((d) => `${d.kind} ${d.table} ${JSON.stringify(d.pk)}`).sort();
