@@ -30,7 +30,7 @@ import { readActiveRouting } from '../status/routing.js';
 import type { Check } from './cutover.js';
 import { movingPairs } from './drain.js';
 import { lockJob } from './engine.js';
-import { lastAttempt, type Op, readJournal } from './journal.js';
+import { checkJournal, lastAttempt, type Op, readJournal } from './journal.js';
 import { classifyActive } from './routing.js';
 
 export interface CompleteOptions {
@@ -75,6 +75,8 @@ export async function runComplete(opts: CompleteOptions): Promise<CompleteResult
 
     const checks: Check[] = [];
     const journal = await readJournal(conn, job.id);
+    // An unfinished switch of another reshard version: refused with the version that can finish it.
+    checkJournal(journal, ['rollback', 'cutover', 'reads']);
     const unfinished = (['rollback', 'cutover', 'reads'] as const satisfies readonly Op[]).filter(
       (op) => lastAttempt(journal, op)?.open,
     );

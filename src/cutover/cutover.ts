@@ -31,7 +31,15 @@ import {
   recoverSwitch,
   type StepTiming,
 } from './engine.js';
-import { appendJournal, crashPoint, lastAttempt, readJournal } from './journal.js';
+import {
+  appendJournal,
+  beginHeader,
+  checkJournal,
+  crashPoint,
+  lastAttempt,
+  readJournal,
+  stepDetail,
+} from './journal.js';
 import { EXTERNAL_FLUSH_MS, type Prediction, predictFreeze } from './predict.js';
 import { canaryPairs, classifyActive, fullRouting, type PublishResult, readsRouting } from './routing.js';
 import {
@@ -364,6 +372,8 @@ export async function runCutover(options: CutoverOptions): Promise<CutoverResult
     if (opts.execute) {
       release = await lockJob(ctx);
       const journal = await readJournal(ctx.control.conn, ctx.job.id);
+      // An unfinished switch of another reshard version is refused before anything is written.
+      checkJournal(journal, ['cutover', 'rollback', 'reads']);
       if (lastAttempt(journal, 'rollback')?.open) {
         throw new PreconditionError(
           'E_ROLLBACK_IN_PROGRESS',
@@ -382,8 +392,7 @@ export async function runCutover(options: CutoverOptions): Promise<CutoverResult
           `cutover: attempt ${rec.attempt!.number} had flipped the routing; finishing its remaining steps`,
         );
         const fin = await finishSwitch({ ...e, op: 'cutover' }, rec.attempt!);
-        const servers =
-          (rec.attempt!.steps.get('freeze')?.started?.servers as FreezeServer[] | undefined) ?? [];
+        const servers: FreezeServer[] = stepDetail(rec.attempt!, 'freeze', 'started')?.servers ?? [];
         return {
           ok: true,
           job: jobOf(await currentJobState(ctx)),
@@ -392,8 +401,7 @@ export async function runCutover(options: CutoverOptions): Promise<CutoverResult
           freezeServers: summary(servers),
           notes,
           ...fin,
-          reverseStart:
-            (rec.attempt!.steps.get('arm-reverse')?.done?.positions as Record<string, string>) ?? {},
+          reverseStart: stepDetail(rec.attempt!, 'arm-reverse', 'done')?.positions ?? {},
         };
       }
     }
@@ -640,6 +648,7 @@ async function executeReads(
     attempt: number,
     pid: process.pid,
     ...(canary ? { canary } : {}),
+    ...beginHeader(),
   });
   await appendJournal(conn, ctx.job.id, 'reads', 'flip', 'started', {});
   crashPoint('reads', 'flip', 'before');

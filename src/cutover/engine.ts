@@ -22,15 +22,18 @@ import type { JobContext } from '../job/context.js';
 import { observeFreeze } from '../metrics/index.js';
 import { appendEvent, checkTransition, type JobState, openControl } from '../state/control.js';
 import { parseRouting, type RoutingDocument, recordRoutingVersion, routingHash } from '../status/routing.js';
-import { VERSION } from '../version.js';
 import type { Drainer } from './drain.js';
 import {
   type Attempt,
   appendJournal,
+  beginHeader,
+  checkAttempt,
   crashPoint,
   lastAttempt,
   type Op,
   readJournal,
+  type ServerRecord,
+  stepDetail,
   stepDone,
 } from './journal.js';
 import { type ActiveKind, classifyActive, type PublishResult, publishRouting } from './routing.js';
@@ -52,15 +55,7 @@ export interface EngineContext {
   onFlip?: string | undefined;
 }
 
-/** A frozen server as the journal records it (everything an undo or a later phase needs). */
-export interface ServerRecord {
-  key: string;
-  address: string;
-  via: ShardRef;
-  shards: string[];
-  inPlace: boolean;
-  priorReadOnly: boolean;
-}
+export type { ServerRecord };
 
 export interface SwitchPlan {
   direction: Direction;
@@ -118,10 +113,9 @@ function toRecord(s: FreezeServer): ServerRecord {
   };
 }
 
+/** The servers an attempt's freeze step recorded (validated: a malformed record is refused, not read as none). */
 function serversOf(a: Attempt | undefined): ServerRecord[] {
-  return ((a?.steps.get('freeze')?.started?.servers as ServerRecord[] | undefined) ?? []).map((s) => ({
-    ...s,
-  }));
+  return ((a && stepDetail(a, 'freeze', 'started')?.servers) ?? []).map((s) => ({ ...s }));
 }
 
 /** Unfreeze the servers we froze (read_only was OFF before); returns their addresses. */
@@ -148,7 +142,7 @@ function afterFlip(
   const unfreeze = mine.filter((s) => s.inPlace);
   const kept = mine.filter((s) => !s.inPlace);
   if (op === 'rollback') {
-    const cutoverKept = (lastCutover?.steps.get('unfreeze')?.done?.kept as ServerRecord[] | undefined) ?? [];
+    const cutoverKept = (lastCutover && stepDetail(lastCutover, 'unfreeze', 'done')?.kept) ?? [];
     for (const s of cutoverKept) if (!unfreeze.some((u) => u.key === s.key)) unfreeze.push(s);
   }
   return { unfreeze, kept: kept.filter((k) => !unfreeze.some((u) => u.key === k.key)) };
@@ -226,6 +220,9 @@ export async function recoverSwitch(
   const conn = e.ctx.control.conn;
   const a = lastAttempt(await readJournal(conn, e.ctx.job.id), op);
   if (!a?.open) return { state: 'none' };
+  // Another version's attempt (or a detail that does not parse) is refused before anything is
+  // written: read with this version's idea of its details, its frozen servers would look like none.
+  checkAttempt(a);
   if (stepDone(a, 'flip')) return { state: 'resume', attempt: a };
   const servers = serversOf(a);
   const unfrozen = await unfreezeAll({ ...e, op }, servers);
@@ -280,8 +277,8 @@ export async function executeSwitch(e: EngineContext, p: SwitchPlan): Promise<Sw
     attempt: number,
     host: hostname(),
     pid: process.pid,
-    reshard: VERSION,
     ...p.beginDetail,
+    ...beginHeader(),
   });
   crashPoint(op, 'begin', 'after');
 
@@ -442,8 +439,8 @@ async function flipCommitted(e: EngineContext, number: number): Promise<{ done: 
   try {
     const a = lastAttempt(await readJournal(ctl.conn, e.ctx.job.id), e.op);
     if (!a || a.number !== number) return { done: false };
-    const d = a.steps.get('flip')?.done;
-    return d ? { done: true, version: Number(d.version) } : { done: false };
+    const d = stepDetail(a, 'flip', 'done');
+    return d ? { done: true, version: d.version } : { done: false };
   } finally {
     await ctl.close().catch(() => undefined);
   }
@@ -597,7 +594,20 @@ export async function finishSwitch(
   const jobId = ctx.job.id;
   const steps = new Steps(e, op);
   steps.timings.push(...timings);
-  const version = Number(attempt.steps.get('flip')?.done?.version);
+  // Everything read back is read (and validated) before the first write.
+  const flip = stepDetail(attempt, 'flip', 'done');
+  if (!flip)
+    throw new ReshardError(
+      'bug',
+      'E_BUG',
+      `${op}: finishSwitch called on attempt ${attempt.number} without a flip`,
+    );
+  const version = flip.version;
+  const journal = await readJournal(conn, jobId);
+  const lastCutover = op === 'rollback' ? lastAttempt(journal, 'cutover') : undefined;
+  const plan = afterFlip(op, attempt, lastCutover);
+  const unfreezeDone = stepDetail(attempt, 'unfreeze', 'done');
+  const startedAtMs = stepDetail(attempt, 'freeze', 'started')?.startedAtMs;
   let publish: PublishResult | undefined;
   let publishError: unknown;
   if (!stepDone(attempt, 'publish')) {
@@ -609,13 +619,9 @@ export async function finishSwitch(
   }
 
   // Unfreezing never waits for the publish: in-place servers must take writes now.
-  const journal = await readJournal(conn, jobId);
-  const lastCutover = op === 'rollback' ? lastAttempt(journal, 'cutover') : undefined;
-  const plan = afterFlip(op, attempt, lastCutover);
   let unfrozen: string[] = [];
-  const unfreezeDone = attempt.steps.get('unfreeze')?.done;
   if (unfreezeDone) {
-    unfrozen = (unfreezeDone.unfrozen as string[] | undefined) ?? [];
+    unfrozen = unfreezeDone.unfrozen;
   } else {
     await steps.run('unfreeze', { servers: plan.unfreeze.map((s) => s.address) }, async () => {
       unfrozen = await unfreezeAll(e, plan.unfreeze);
@@ -624,8 +630,8 @@ export async function finishSwitch(
   }
   if (publishError) throw publishError;
 
-  const startedAtMs = Number(attempt.steps.get('freeze')?.started?.startedAtMs);
-  const freezeMs = Number.isFinite(startedAtMs) ? Date.now() - startedAtMs : undefined;
+  const freezeMs =
+    startedAtMs !== undefined && Number.isFinite(startedAtMs) ? Date.now() - startedAtMs : undefined;
   if (freezeMs !== undefined) observeFreeze(freezeMs / 1000);
   await appendJournal(conn, jobId, op, 'end', 'done', { freezeMs, routingVersion: version });
   return {

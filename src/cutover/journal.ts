@@ -13,14 +13,35 @@
  *
  * Rows are only ever appended. The current attempt of an op is everything after its last
  * `op.begin`; it is open until an `op.end` row follows.
+ *
+ * Format: every `op.begin` row records the journal format (`format`, JOURNAL_FORMAT) and the
+ * reshard version that wrote it (`reshard`). The details of an attempt's rows are read back only
+ * when its format is this binary's (`checkAttempt`), and then only through the schemas below, so
+ * an attempt begun by another version — whose step details may have another shape — is refused
+ * (E_JOURNAL_FORMAT), never read as "nothing frozen", and a detail that does not parse is refused
+ * (E_JOURNAL_DETAIL) rather than read as empty. A begin row without `format` was written before
+ * the field existed, by reshard 0.1.0 (this very version; the reads and cancel begin rows had no
+ * `reshard` either): it is format 1 when its `reshard` is absent or this VERSION, and refused
+ * otherwise. A new format number is needed whenever a detail read back changes shape.
  */
 import type { Connection, RowDataPacket } from 'mysql2/promise';
+import * as z from 'zod';
+import { PreconditionError } from '../errors.js';
 import { toJson } from '../output.js';
+import { VERSION } from '../version.js';
 
 export type Op = 'cutover' | 'rollback' | 'reads';
 export type StepState = 'started' | 'done' | 'failed' | 'undone' | 'aborted';
 
 const JOURNAL = '`reshard_cutover_journal`';
+
+/** The shape of the step details this binary writes and reads back (see the header). */
+export const JOURNAL_FORMAT = 1;
+
+/** What every `op.begin` row starts with: the journal format and the writer. */
+export function beginHeader(): { format: number; reshard: string } {
+  return { format: JOURNAL_FORMAT, reshard: VERSION };
+}
 
 export interface JournalRow {
   id: number;
@@ -135,6 +156,142 @@ export function lastAttempt(rows: readonly JournalRow[], op: Op): Attempt | unde
     attempt.steps.set(step, rec);
   }
   return attempt;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading an attempt back: format check and the step details, validated
+
+const shardRef = z.object({ side: z.enum(['from', 'to']), shard: z.string() });
+
+/** A frozen server as the journal records it (everything an undo or a later phase needs). */
+const serverRecord = z.object({
+  key: z.string(),
+  address: z.string(),
+  via: shardRef,
+  shards: z.array(z.string()),
+  inPlace: z.boolean(),
+  priorReadOnly: z.boolean(),
+});
+export type ServerRecord = z.infer<typeof serverRecord>;
+
+const beginDetail = z.looseObject({
+  attempt: z.number().int().positive().optional(),
+  format: z.number().int().optional(),
+  reshard: z.string().optional(),
+  kind: z.literal('cancel').optional(),
+  purge: z.boolean().optional(),
+});
+
+/**
+ * The details read back, per step and row state (other fields and other steps' details are only
+ * displayed). Each is what this format's writer always puts there.
+ */
+const DETAILS = {
+  freeze: {
+    started: z.looseObject({ servers: z.array(serverRecord), startedAtMs: z.number() }),
+  },
+  'arm-reverse': { done: z.looseObject({ positions: z.record(z.string(), z.string()) }) },
+  flip: { done: z.looseObject({ version: z.number().int().positive() }) },
+  unfreeze: {
+    done: z.looseObject({ unfrozen: z.array(z.string()), kept: z.array(serverRecord) }),
+  },
+} as const satisfies Record<string, Partial<Record<'started' | 'done', z.ZodType>>>;
+
+type Details = typeof DETAILS;
+type DetailOf<S extends keyof Details, W extends keyof Details[S]> = Details[S][W] extends z.ZodType
+  ? z.infer<Details[S][W]>
+  : never;
+
+/** The reshard version and format that began an attempt (a begin row without `format`: see the header). */
+export function attemptFormat(a: Attempt): { format: number | undefined; reshard: string | undefined } {
+  const reshard = typeof a.begin.reshard === 'string' ? a.begin.reshard : undefined;
+  if (a.begin.format === undefined) {
+    return { format: reshard === undefined || reshard === VERSION ? JOURNAL_FORMAT : undefined, reshard };
+  }
+  return { format: typeof a.begin.format === 'number' ? a.begin.format : undefined, reshard };
+}
+
+function attemptLabel(a: Attempt): string {
+  return `${a.open ? 'an unfinished' : 'the last'} ${a.op} attempt (attempt ${a.number}, begun ${a.beganAt} UTC)`;
+}
+
+/**
+ * Throws unless this binary can read attempt `a` back: its format is JOURNAL_FORMAT and every
+ * detail it would read parses. Pure; call it before writing anything on the attempt's behalf.
+ */
+export function checkAttempt(a: Attempt): void {
+  const { format, reshard } = attemptFormat(a);
+  if (format !== JOURNAL_FORMAT) {
+    const by = reshard === undefined ? 'another reshard version' : `reshard ${reshard}`;
+    throw new PreconditionError(
+      'E_JOURNAL_FORMAT',
+      `${attemptLabel(a)} of this job was written by ${by} (cutover journal format ${format ?? String(a.begin.format ?? 'unknown')}); this reshard ${VERSION} reads format ${JOURNAL_FORMAT} only, so it will not undo or finish it`,
+      {
+        hint: a.open
+          ? `finish it with ${by}: re-run \`reshard ${a.op === 'rollback' ? 'rollback' : 'cutover'} --execute\` with that version (it undoes or finishes the attempt from its own journal), then re-run this command`
+          : `this command reads that attempt's records back; run it with ${by}`,
+        data: { op: a.op, attempt: a.number, format: a.begin.format ?? null, reshard: reshard ?? null },
+      },
+    );
+  }
+  const bad = (what: string, err: z.ZodError) =>
+    new PreconditionError(
+      'E_JOURNAL_DETAIL',
+      `${attemptLabel(a)}: its ${what} row does not have the shape cutover journal format ${JOURNAL_FORMAT} writes (${z.prettifyError(err).replace(/\n/g, '; ')}); it is not read as empty`,
+      {
+        hint: `the journal (reshard_cutover_journal) was changed by hand or by another tool; restore the row, or finish the attempt with the reshard version that wrote it (reshard ${reshard ?? VERSION})`,
+        data: { op: a.op, attempt: a.number, row: what },
+      },
+    );
+  const begin = beginDetail.safeParse(a.begin);
+  if (!begin.success) throw bad(`${a.op}.begin`, begin.error);
+  for (const [step, rec] of a.steps) {
+    const schemas = (DETAILS as Record<string, Partial<Record<'started' | 'done', z.ZodType>>>)[step];
+    for (const which of ['started', 'done'] as const) {
+      const schema = schemas?.[which];
+      const detail = rec[which];
+      if (!schema || detail === undefined) continue;
+      const r = schema.safeParse(detail);
+      if (!r.success) throw bad(`${a.op}.${step} '${which}'`, r.error);
+    }
+  }
+}
+
+/**
+ * Refuse (before anything is written) when an open attempt of `ops` — or `also`, attempts whose
+ * details will be read although they ended — is not readable by this binary (`checkAttempt`).
+ */
+export function checkJournal(
+  rows: readonly JournalRow[],
+  ops: readonly Op[],
+  also: readonly (Attempt | undefined)[] = [],
+): void {
+  for (const op of ops) {
+    const a = lastAttempt(rows, op);
+    if (a?.open) checkAttempt(a);
+  }
+  for (const a of also) if (a) checkAttempt(a);
+}
+
+/**
+ * A step's detail, validated (`checkAttempt` rules); undefined when the step has no such row.
+ * Throws E_JOURNAL_FORMAT / E_JOURNAL_DETAIL like `checkAttempt`.
+ */
+export function stepDetail<S extends keyof Details, W extends keyof Details[S] & ('started' | 'done')>(
+  a: Attempt,
+  step: S,
+  which: W,
+): DetailOf<S, W> | undefined {
+  const detail = a.steps.get(step)?.[which];
+  if (detail === undefined) return undefined;
+  checkAttempt(a);
+  return (DETAILS[step][which] as z.ZodType).parse(detail) as DetailOf<S, W>;
+}
+
+/** The begin row's detail, validated. */
+export function beginOf(a: Attempt): z.infer<typeof beginDetail> {
+  checkAttempt(a);
+  return beginDetail.parse(a.begin);
 }
 
 export function stepDone(a: Attempt | undefined, step: string): boolean {

@@ -32,7 +32,17 @@ import {
   recoverSwitch,
   type StepTiming,
 } from './engine.js';
-import { type Attempt, appendJournal, lastAttempt, readJournal, stepDone } from './journal.js';
+import {
+  type Attempt,
+  appendJournal,
+  beginHeader,
+  beginOf,
+  checkJournal,
+  lastAttempt,
+  readJournal,
+  stepDetail,
+  stepDone,
+} from './journal.js';
 import { type PurgeSummary, purgeTargets } from './purge.js';
 import { classifyActive, fullRouting, type PublishResult } from './routing.js';
 import { freezePrivilegeProblems, freezeSet, ServerSessions } from './servers.js';
@@ -94,8 +104,13 @@ export async function runRollback(options: RollbackOptions): Promise<RollbackRes
   try {
     if (options.execute) {
       release = await lockJob(ctx);
-      const open = lastAttempt(await readJournal(ctx.control.conn, ctx.job.id), 'rollback');
-      if (open?.open && open.begin.kind === 'cancel') {
+      const journal = await readJournal(ctx.control.conn, ctx.job.id);
+      // Refused before anything is written: an unfinished switch of another reshard version, and
+      // a flipped cutover of one (its kept servers are read back to unfreeze them at the end).
+      const cutover = lastAttempt(journal, 'cutover');
+      checkJournal(journal, ['rollback', 'cutover', 'reads'], stepDone(cutover, 'flip') ? [cutover] : []);
+      const open = lastAttempt(journal, 'rollback');
+      if (open?.open && beginOf(open).kind === 'cancel') {
         return { ...(await cancel(ctx, e, metaDb, options, open)), notes };
       }
       const rec = await recoverSwitch(e, 'rollback');
@@ -319,7 +334,7 @@ async function cancel(
   const conn = ctx.control.conn;
   const jobId = ctx.job.id;
   const steps: StepTiming[] = [];
-  const purge = attempt ? attempt.begin.purge === true : options.purgeTargets === true;
+  const purge = attempt ? beginOf(attempt).purge === true : options.purgeTargets === true;
   if (!attempt) {
     const number = (await readJournal(conn, jobId)).filter((r) => r.step === 'rollback.begin').length + 1;
     await appendJournal(conn, jobId, 'rollback', 'begin', 'started', {
@@ -327,6 +342,7 @@ async function cancel(
       kind: 'cancel',
       purge,
       pid: process.pid,
+      ...beginHeader(),
     });
   }
   let a = lastAttempt(await readJournal(conn, jobId), 'rollback')!;
@@ -373,10 +389,10 @@ async function cancel(
   // Reads were routed back: tell the applications, as a step of its own. A failed publish
   // (routing file, hook) leaves the attempt open, and the re-run the error asks for does it
   // again — the job is already cancelled by then, so only this step is left.
-  const flipped = a.steps.get('flip')?.done;
+  const flipped = stepDetail(a, 'flip', 'done');
   if (flipped && !stepDone(a, 'publish')) {
     const t0 = Date.now();
-    routingVersion = Number(flipped.version);
+    routingVersion = flipped.version;
     publish = await publishStep(e, routingVersion);
     steps.push({ step: 'publish', ms: Date.now() - t0 });
   }
