@@ -13,10 +13,19 @@
  * arrives meanwhile shares the next write (so under a steady stream the writes grow, not their
  * queue). Writes on one control connection are serialized (recordChanges runs its own transaction).
  * Keys add one packed row per table to that write, and each key is written once per epoch.
+ *
+ * Control-server restarts: the tailer gives the recorder a ControlLink (src/state/control.ts),
+ * which runs a write again on a new connection when the old one is lost, with backoff, until it
+ * gives up (E_CONTROL_LOST; the tailer then fails). Meanwhile the records wait, and so do the
+ * target commits behind them: write-ahead holds. Running a write again is safe even when its
+ * COMMIT did land (only the reply was lost): it adds another generation with the same change ids
+ * and keys; readers OR the filters and deduplicate the keys, so the worst case is an epoch's
+ * key count reached early (the verifier then re-checks the Bloom-flagged buckets instead).
+ * Compaction is one transaction over the generations it reads, so running it again is too.
  */
 import type { RowOp } from '../apply/applier.js';
 import { log } from '../output.js';
-import type { ControlConnection } from '../state/control.js';
+import { type ControlConnection, type ControlRunner, onConnection } from '../state/control.js';
 import { type ChangedRow, compactChanges, recordChanges } from '../verify/changes.js';
 
 /**
@@ -25,6 +34,7 @@ import { type ChangedRow, compactChanges, recordChanges } from '../verify/change
  */
 const COMPACT_EVERY = 64;
 
+/** Per connection (or ControlLink): the last write queued on it, so writes on it never overlap. */
 const chains = new WeakMap<object, Promise<unknown>>();
 
 export class ChangeRecorder {
@@ -35,13 +45,24 @@ export class ChangeRecorder {
   private lastWriteAt = Number.NEGATIVE_INFINITY;
   private writes = 0;
   private lastCompactionWarning = Number.NEGATIVE_INFINITY;
+  private readonly control: ControlRunner;
+  /** What writes are serialized on: the link, or the one connection. */
+  private readonly chainKey: object;
 
   constructor(
-    private readonly control: Pick<ControlConnection, 'conn'>,
+    control: ControlRunner | Pick<ControlConnection, 'conn'>,
     private readonly jobId: number,
     private readonly source: string,
     private readonly windowMs = 50,
-  ) {}
+  ) {
+    if ('run' in control) {
+      this.control = control;
+      this.chainKey = control;
+    } else {
+      this.control = onConnection(control);
+      this.chainKey = control.conn;
+    }
+  }
 
   /**
    * Resolves once the primary keys of the operations are persisted (filter and, while it is kept,
@@ -86,21 +107,29 @@ export class ChangeRecorder {
     const waiters = this.waiters;
     this.pending = [];
     this.waiters = [];
-    const conn = this.control.conn as object;
-    const prev = chains.get(conn) ?? Promise.resolve();
+    const key = this.chainKey;
+    const prev = chains.get(key) ?? Promise.resolve();
     const next = prev
       .catch(() => undefined)
-      .then(() => recordChanges(this.control, this.jobId, this.source, rows));
+      .then(() =>
+        this.control.run(`recording ${this.source}'s changed keys`, (conn) =>
+          recordChanges({ conn }, this.jobId, this.source, rows),
+        ),
+      );
     // Compaction is housekeeping, after the record (whose waiters it does not hold up) and before
     // the next write on this connection. A failure leaves the deltas for the next try: readers
     // OR them either way.
     const compact = ++this.writes % COMPACT_EVERY === 0;
     chains.set(
-      conn,
+      key,
       compact
         ? next
             .catch(() => undefined)
-            .then(() => compactChanges(this.control.conn, this.jobId, this.source))
+            .then(() =>
+              this.control.run(`folding ${this.source}'s change filter`, (conn) =>
+                compactChanges(conn, this.jobId, this.source),
+              ),
+            )
             .catch((e: unknown) => this.compactionFailed(e))
         : next,
     );

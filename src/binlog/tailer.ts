@@ -44,10 +44,10 @@ import { readTableDefinition, requireTableDefinition } from '../preflight/schema
 import {
   appendEvent,
   type ControlConnection,
+  ControlLink,
   getJob,
   isTerminal,
   type Job,
-  openControl,
 } from '../state/control.js';
 import type { Shard, TableSpec, Topology } from '../topology/types.js';
 import { ChangeRecorder } from './changes.js';
@@ -112,7 +112,7 @@ export interface TailOptions {
   onProgress?: (p: TailStatus) => void;
   /** Serve Prometheus metrics on this port. */
   metricsPort?: number;
-  /** Give up on a source that cannot be reached for this long (ms). */
+  /** Give up on a source, or the control server, that cannot be reached for this long (ms). */
   reconnectForMs?: number;
   /** Human notes (reconnects, DDL applied); default: none. */
   onNote?: (text: string) => void;
@@ -425,10 +425,11 @@ class Pipeline {
    * Changed keys for `reshard verify --incremental` (forward only: verify compares the old shards
    * with the new ones), recorded as transactions are routed, before any target commits them.
    * On its own control connection: the recorder's writes then never queue behind another
-   * source's or the status mirror's.
+   * source's or the status mirror's. It reconnects when the control server restarts (ControlLink;
+   * the records, and the target commits behind them, wait meanwhile).
    */
   private changes: ChangeRecorder | undefined;
-  private changesControl: ControlConnection | undefined;
+  private changesControl: ControlLink | undefined;
   /** Per target, per table: how to decode images for that target. */
   private readonly targetTables = new Map<string, Map<string, TargetTable>>();
   /** Target tables whose primary keys compare by bytes (compact.ts may reorder their ops). */
@@ -495,7 +496,8 @@ class Pipeline {
     this.flavor = (await serverFlavor(conn)).flavor;
     if (t.direction === 'forward') {
       // Its own connection, taking several statements per packet: a record is two round trips.
-      this.changesControl = await openControl(t.ctx.control.dsnForHint, { multipleStatements: true });
+      // A new connection records nothing before the tailer's stream locks are held again.
+      this.changesControl = await t.openLink({ multipleStatements: true, onConnect: () => t.ensureLocked() });
       this.changes = new ChangeRecorder(this.changesControl, t.ctx.job.id, this.name);
     }
     await this.checkBinlogSettings(conn);
@@ -1109,7 +1111,7 @@ class Pipeline {
     await Promise.all([...this.workers.values()].map((w) => w.applier.close().catch(() => undefined)));
     await this.conn?.end().catch(() => this.conn?.destroy());
     this.conn = undefined;
-    await this.changesControl?.close().catch(() => this.changesControl?.conn.destroy());
+    await this.changesControl?.close().catch(() => undefined);
     this.changesControl = undefined;
   }
 }
@@ -1185,6 +1187,14 @@ class Tailer implements TailHandle {
   private startState: string | undefined;
   /** A job-state read is in flight (watchJob): ticks do not pile up behind a slow control server. */
   private watching = false;
+  /**
+   * The tailer's control connection: stream locks, status mirror, job watch, events. It survives a
+   * control-server restart (ControlLink): a new connection first takes the stream locks again
+   * (retakeLocks), and work on it is retried until `reconnectForMs`.
+   */
+  private control: ControlLink | undefined;
+  /** Mirrors queued or running: the timer adds none while one waits for the control server. */
+  private mirrorsQueued = 0;
 
   constructor(
     readonly ctx: TailContext,
@@ -1400,6 +1410,7 @@ class Tailer implements TailHandle {
       const targets = pairs.get(n)!.map((t) => shardOf(this.targetSide, t)!);
       this.pipelines.push(new Pipeline(this, n, shardOf(this.sourceSide, n)!, targets));
     }
+    this.control = await this.openLink({ onConnect: (c) => this.retakeLocks(c) });
     try {
       for (const p of this.pipelines) await this.lock(p.name);
       await this.refuseFinishedJob();
@@ -1411,18 +1422,21 @@ class Tailer implements TailHandle {
         if (addr && typeof addr === 'object') this.metricsUrl = `http://127.0.0.1:${addr.port}/metrics`;
         this.note(`metrics at ${this.metricsUrl}`);
       }
-      await appendEvent(this.ctx.control.conn, this.ctx.job.id, 'tail-start', {
-        direction: this.direction,
-        tailer: `${hostname()}:${process.pid}`,
-        sources: this.pipelines.map((p) => ({
-          source: p.name,
-          from: p.startAt(),
-          targets: p.targets.map((t) => t.name),
-        })),
-      });
+      await this.control.run('recording the tail start', (c) =>
+        appendEvent(c, this.ctx.job.id, 'tail-start', {
+          direction: this.direction,
+          tailer: `${hostname()}:${process.pid}`,
+          sources: this.pipelines.map((p) => ({
+            source: p.name,
+            from: p.startAt(),
+            targets: p.targets.map((t) => t.name),
+          })),
+        }),
+      );
     } catch (e) {
       await Promise.all(this.pipelines.map((p) => p.close()));
       await this.unlock();
+      await this.control.close();
       throw e;
     }
     for (const p of this.pipelines) p.start();
@@ -1430,7 +1444,9 @@ class Tailer implements TailHandle {
       const now = Date.now();
       for (const p of this.pipelines) p.sample(now);
     }, 1000);
-    const mirrorTimer = setInterval(() => this.mirrorNow(), this.opts.statusIntervalMs);
+    const mirrorTimer = setInterval(() => {
+      if (this.mirrorsQueued === 0) void this.mirrorNow();
+    }, this.opts.statusIntervalMs);
     const jobTimer = setInterval(() => this.watchJob(), this.opts.jobWatchMs);
     this.timers.push(tick, mirrorTimer, jobTimer);
     if (this.opts.onProgress) {
@@ -1440,6 +1456,47 @@ class Tailer implements TailHandle {
     for (const t of this.timers) t.unref();
     const now = Date.now();
     for (const p of this.pipelines) p.sample(now);
+  }
+
+  /** A control connection of this tailer's (see ControlLink): retried until `reconnectForMs`. */
+  openLink(o: {
+    multipleStatements?: boolean;
+    onConnect?: (c: Connection) => Promise<void>;
+  }): Promise<ControlLink> {
+    return ControlLink.open(this.ctx.control.dsnForHint, {
+      ...o,
+      giveUpAfterMs: this.opts.reconnectForMs,
+      signal: this.stopSignal,
+      onNote: (t) => this.note(t),
+    });
+  }
+
+  /** Resolves once the tailer's own control connection is up, with its stream locks held. */
+  async ensureLocked(): Promise<void> {
+    await this.control?.run('taking the stream locks again', async () => undefined);
+  }
+
+  /**
+   * On a replacement control connection, before any other work on it: a control-server restart
+   * ends our session and frees its advisory locks, so take the stream locks again. If another
+   * session holds one now, another tailer may be streaming the same source: stop (nothing of
+   * ours commits on the targets without the record, whose new connection waits for this).
+   */
+  private async retakeLocks(c: Connection): Promise<void> {
+    for (const name of this.locks) {
+      const [rows] = await c.query('SELECT GET_LOCK(?, 10) AS got', [name]);
+      if (String((rows as Record<string, unknown>[])[0]?.got) === '1') continue;
+      const source = this.pipelines.find((p) => this.lockName(p.name) === name)?.name ?? name;
+      const err = new PreconditionError(
+        'E_TAIL_LOCK_LOST',
+        `the control connection was replaced and another session now holds the stream lock of source ${source} (${this.direction}) for job ${this.ctx.job.name}: another reshard tail or cutover took it while the control server was unreachable`,
+        {
+          hint: 'this tailer stopped; check `reshard status` for the tailer that runs now, and re-run reshard tail only if none does',
+        },
+      );
+      this.fail(err);
+      throw err;
+    }
   }
 
   private lockName(source: string, direction: Direction = this.direction): string {
@@ -1505,7 +1562,7 @@ class Tailer implements TailHandle {
   private watchJob(): void {
     if (this.watching || this.stopping) return;
     this.watching = true;
-    getJob(this.ctx.control.conn, this.ctx.job.id)
+    this.control!.run('reading the job state', (c) => getJob(c, this.ctx.job.id))
       .then((job) => {
         // A change of state, not the state itself: the command checks the state at start
         // (`reshard tail`), and a tailer started in-process for another state (tests, a drain)
@@ -1518,8 +1575,13 @@ class Tailer implements TailHandle {
         );
         this.stop().catch(() => undefined);
       })
-      // A control hiccup is not a reason to stop: the mirror reports it, and the next tick retries.
-      .catch(() => undefined)
+      // A control hiccup is not a reason to stop: the link reconnects and retries, and another
+      // error is retried at the next tick. A control server gone for `reconnectForMs` (or a stream
+      // lock lost meanwhile) is: the job may have moved on without this tailer seeing it.
+      .catch((e: unknown) => {
+        const code = (e as { code?: string })?.code;
+        if (code === 'E_CONTROL_LOST' || code === 'E_TAIL_LOCK_LOST') this.fail(e);
+      })
       .finally(() => {
         this.watching = false;
       });
@@ -1527,7 +1589,9 @@ class Tailer implements TailHandle {
 
   private async lock(source: string): Promise<void> {
     const name = this.lockName(source);
-    const [rows] = await this.ctx.control.conn.query('SELECT GET_LOCK(?, 10) AS got', [name]);
+    const [rows] = await this.control!.run('taking the stream lock', (c) =>
+      c.query('SELECT GET_LOCK(?, 10) AS got', [name]),
+    );
     if (String((rows as Record<string, unknown>[])[0]?.got) !== '1') {
       throw new PreconditionError(
         'E_TAIL_RUNNING',
@@ -1562,31 +1626,37 @@ class Tailer implements TailHandle {
 
   private async unlock(): Promise<void> {
     for (const name of this.locks.splice(0)) {
-      await this.ctx.control.conn.query('DO RELEASE_LOCK(?)', [name]).catch(() => undefined);
+      await this.control
+        ?.run('releasing the stream lock', (c) => c.query('DO RELEASE_LOCK(?)', [name]))
+        .catch(() => undefined);
     }
   }
 
   private mirrorNow(): Promise<void> {
+    this.mirrorsQueued++;
     this.mirroring = this.mirroring.then(async () => {
       for (const p of this.pipelines) {
         const s = p.status();
         try {
-          await mirror(this.ctx.control.conn, {
-            jobId: this.ctx.job.id,
-            shard: p.name,
-            direction: this.direction,
-            position: s.position,
-            lagSeconds: s.lagSeconds,
-            eventsPerSecond: s.eventsPerSecond,
-            rowsPerSecond: s.rowsPerSecond,
-            lastEventAt: p.lastHeardAt(),
-            state: s.state,
-            tailer: `${hostname()}:${process.pid}`,
-          });
+          await this.control!.run(`recording ${p.name}'s tail status`, (c) =>
+            mirror(c, {
+              jobId: this.ctx.job.id,
+              shard: p.name,
+              direction: this.direction,
+              position: s.position,
+              lagSeconds: s.lagSeconds,
+              eventsPerSecond: s.eventsPerSecond,
+              rowsPerSecond: s.rowsPerSecond,
+              lastEventAt: p.lastHeardAt(),
+              state: s.state,
+              tailer: `${hostname()}:${process.pid}`,
+            }),
+          );
         } catch (e) {
           this.note(`could not record ${p.name}'s position in the control schema: ${(e as Error).message}`);
         }
       }
+      this.mirrorsQueued--;
     });
     return this.mirroring;
   }
@@ -1617,13 +1687,18 @@ class Tailer implements TailHandle {
         for (const p of this.pipelines) if (failed && p.state !== 'stopped') p.state = 'failed';
         await this.mirrorNow();
         const e = this.failure === undefined ? undefined : asReshardError(this.failure);
-        await appendEvent(this.ctx.control.conn, this.ctx.job.id, e ? 'tail-failed' : 'tail-stop', {
-          direction: this.direction,
-          sources: this.pipelines.map((p) => ({ source: p.name, position: p.committedMin() })),
-          ...(e ? { error: e.toJSON() } : {}),
-        }).catch(() => undefined);
+        await this.control
+          ?.run('recording the tail stop', (c) =>
+            appendEvent(c, this.ctx.job.id, e ? 'tail-failed' : 'tail-stop', {
+              direction: this.direction,
+              sources: this.pipelines.map((p) => ({ source: p.name, position: p.committedMin() })),
+              ...(e ? { error: e.toJSON() } : {}),
+            }),
+          )
+          .catch(() => undefined);
         await Promise.all(this.pipelines.map((p) => p.close()));
         await this.unlock();
+        await this.control?.close();
         await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));
         const s = this.status();
         if (this.failure !== undefined) this.rejectDone(this.failure);

@@ -9,7 +9,8 @@
 import type { Connection } from 'mysql2/promise';
 import { connect, describeEndpoint, parseControlDsn } from '../db/connect.js';
 import { q } from '../db/quote.js';
-import { PreconditionError, ReshardError, UsageError } from '../errors.js';
+import { classifyError, sleep } from '../db/retry.js';
+import { PreconditionError, ReshardError, RetriesExhaustedError, UsageError } from '../errors.js';
 import { toJson } from '../output.js';
 import { VERSION } from '../version.js';
 import { checkControlSchema } from './migrate.js';
@@ -72,6 +73,164 @@ export async function openControl(
     await ctl.close().catch(() => undefined);
     throw e;
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A control connection that outlives a control-server restart
+
+/** Runs a unit of control-schema work on a connection (ControlLink, or one plain connection). */
+export interface ControlRunner {
+  run<T>(what: string, fn: (conn: Connection) => Promise<T>): Promise<T>;
+}
+
+/** A runner on one connection, without retries (tests, short-lived commands). */
+export function onConnection(ctl: Pick<ControlConnection, 'conn'>): ControlRunner {
+  return { run: (_what, fn) => fn(ctl.conn) };
+}
+
+export interface ControlLinkOptions {
+  multipleStatements?: boolean;
+  /** Give up on a control server that cannot be reached for this long (ms). */
+  giveUpAfterMs: number;
+  /** Stops the waiting between retries (a call then makes one attempt and gives up). */
+  signal?: AbortSignal;
+  /** Run on every new connection before any work (session state, re-taking advisory locks). */
+  onConnect?: (conn: Connection) => Promise<void>;
+  /** Human notes: the connection was lost, and when it is back. */
+  onNote?: (text: string) => void;
+}
+
+/**
+ * A control-schema connection for long-running work (the tailer's change recorder, status mirror
+ * and job watch) that survives a restart of the control server: a unit of work that fails because
+ * the connection is gone (by errno / driver code, `classifyError` 'reconnect') is run again on a
+ * new connection, after an exponential backoff (100 ms doubling, at most 2 s, with jitter), until
+ * it has been failing for `giveUpAfterMs`; then E_CONTROL_LOST (RetriesExhaustedError, exit 5)
+ * names the control server. Any other error is the caller's. The unit must be idempotent: a
+ * COMMIT whose reply was lost is run again. New connections are checked like `openControl` (a
+ * control server that comes back with another schema version is refused, not written to), and
+ * `onConnect` runs on each before any work.
+ *
+ * Lifecycle: `ControlLink.open` (the first connection; fails at once, like openControl) →
+ * `run` … → `close`.
+ */
+export class ControlLink implements ControlRunner {
+  private current: ControlConnection | undefined;
+  private pending: Promise<ControlConnection> | undefined;
+  private closed = false;
+  private lostSince: number | undefined;
+
+  private constructor(
+    readonly dsn: string,
+    readonly label: string,
+    private readonly opts: ControlLinkOptions,
+  ) {}
+
+  static async open(dsn: string, opts: ControlLinkOptions): Promise<ControlLink> {
+    const first = await openControl(dsn, { multipleStatements: opts.multipleStatements ?? false });
+    quiet(first.conn);
+    const link = new ControlLink(dsn, first.label, opts);
+    try {
+      await opts.onConnect?.(first.conn);
+    } catch (e) {
+      await first.close().catch(() => undefined);
+      throw e;
+    }
+    link.current = first;
+    return link;
+  }
+
+  private connection(): Promise<ControlConnection> {
+    if (this.closed) return Promise.reject(new Error(`control connection to ${this.label} closed`));
+    if (this.current) return Promise.resolve(this.current);
+    // Concurrent callers during a reconnect share one attempt.
+    this.pending ??= (async () => {
+      const ctl = await openControl(this.dsn, { multipleStatements: this.opts.multipleStatements ?? false });
+      quiet(ctl.conn);
+      try {
+        await this.opts.onConnect?.(ctl.conn);
+        if (this.closed) throw new Error(`control connection to ${this.label} closed`);
+      } catch (e) {
+        ctl.conn.destroy();
+        throw e;
+      }
+      this.current = ctl;
+      if (this.lostSince !== undefined) {
+        this.opts.onNote?.(
+          `control server ${this.label}: connection re-established after ${((Date.now() - this.lostSince) / 1000).toFixed(1)} s`,
+        );
+        this.lostSince = undefined;
+      }
+      return ctl;
+    })().finally(() => {
+      this.pending = undefined;
+    });
+    return this.pending;
+  }
+
+  async run<T>(what: string, fn: (conn: Connection) => Promise<T>): Promise<T> {
+    let failingSince: number | undefined;
+    for (let attempt = 0; ; attempt++) {
+      let used: ControlConnection | undefined;
+      try {
+        used = await this.connection();
+        return await fn(used.conn);
+      } catch (e) {
+        if (this.closed || classifyError(e) !== 'reconnect') throw e;
+        if (used && this.current === used) {
+          this.current = undefined;
+          used.conn.destroy();
+        }
+        const now = Date.now();
+        failingSince ??= now;
+        if (this.lostSince === undefined) {
+          this.lostSince = now;
+          this.opts.onNote?.(
+            `control server ${this.label}: connection lost (${errText(e)}); reconnecting for up to ${Math.round(this.opts.giveUpAfterMs / 1000)} s`,
+          );
+        }
+        const gaveUp = () =>
+          new RetriesExhaustedError(
+            'E_CONTROL_LOST',
+            `${what}: the control server ${this.label} could not be reached for ${Math.round((Date.now() - failingSince!) / 1000)} s: ${errText(e)}`,
+            {
+              hint: `check that the control server ${this.label} is up and reachable; re-running the command resumes from what was committed`,
+              cause: e,
+            },
+          );
+        if (now - failingSince >= this.opts.giveUpAfterMs || this.opts.signal?.aborted) throw gaveUp();
+        const delay = Math.min(2000, 100 * 2 ** Math.min(attempt, 10)) * (0.5 + Math.random() / 2);
+        await sleep(Math.min(delay, failingSince + this.opts.giveUpAfterMs - now), this.opts.signal).catch(
+          () => {
+            throw gaveUp();
+          },
+        );
+      }
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const c = this.current;
+    this.current = undefined;
+    await c?.close().catch(() => c.conn.destroy());
+    await this.pending?.then((p) => p.conn.destroy()).catch(() => undefined);
+  }
+}
+
+/**
+ * An idle connection whose server goes away emits 'error' (an unhandled one would end the
+ * process); the loss shows on the next query, which the link retries on a new connection.
+ */
+function quiet(conn: Connection): void {
+  conn.on('error', () => undefined);
+}
+
+function errText(e: unknown): string {
+  const x = e as { code?: string; errno?: number; message?: string; cause?: unknown };
+  // connect() wraps the driver error (E_CONNECT): the driver's says what happened.
+  const inner = x?.code === 'E_CONNECT' && x.cause !== undefined ? (x.cause as typeof x) : x;
+  return `${inner?.code ?? inner?.errno ?? ''} ${inner?.message ?? String(e)}`.trim();
 }
 
 // ---------------------------------------------------------------------------------------------

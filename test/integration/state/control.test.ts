@@ -4,6 +4,7 @@ import type { ReshardError } from '../../../src/errors.js';
 import {
   appendEvent,
   type ControlConnection,
+  ControlLink,
   createJob,
   getJob,
   getJobByName,
@@ -167,5 +168,85 @@ describe('jobs', () => {
       id,
       detail: { rows: '10', lastPk: ['42'], tables: { password_resets: 3 } },
     });
+  });
+});
+
+describe('ControlLink', () => {
+  let db: string;
+  let dsn: string;
+  const ctls = controls();
+
+  beforeEach(async () => {
+    ({ db, dsn } = freshControl('link'));
+    await ensureControlSchema(await ctls.open(dsn));
+  });
+  afterEach(async () => {
+    await ctls.closeAll();
+    await dropDb(db);
+  });
+
+  const connectionId = async (c: { query: ControlConnection['conn']['query'] }) => {
+    const [rows] = await c.query('SELECT CONNECTION_ID() AS id');
+    return Number((rows as { id: number }[])[0]!.id);
+  };
+
+  it('runs a unit again on a new connection (onConnect first) when its connection is killed', async () => {
+    const connects: number[] = [];
+    const notes: string[] = [];
+    const link = await ControlLink.open(dsn, {
+      giveUpAfterMs: 30_000,
+      onConnect: async (c) => {
+        connects.push(await connectionId(c));
+      },
+      onNote: (t) => notes.push(t),
+    });
+    try {
+      const first = await link.run('reading', (c) => connectionId(c));
+      const root = await rootConn('ctl');
+      try {
+        await root.query(`KILL CONNECTION ${first}`);
+      } finally {
+        await root.end();
+      }
+      const second = await link.run('reading', (c) => connectionId(c));
+      expect(second).not.toBe(first);
+      expect(connects).toEqual([first, second]);
+      expect(notes.join('\n')).toMatch(/connection lost[\s\S]*re-established/);
+      // Any other error is the caller's, at once.
+      await expect(link.run('bad sql', (c) => c.query('SELECT * FROM no_such_table'))).rejects.toMatchObject({
+        errno: 1146,
+      });
+    } finally {
+      await link.close();
+    }
+  });
+
+  it('gives up after its time with E_CONTROL_LOST naming the control server', async () => {
+    let refuse = false;
+    const link = await ControlLink.open(dsn, {
+      giveUpAfterMs: 1500,
+      onConnect: async () => {
+        // Stands in for a control server that stays unreachable after the first connection.
+        if (refuse) throw Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' });
+      },
+    });
+    try {
+      const first = await link.run('reading', (c) => connectionId(c));
+      refuse = true;
+      const root = await rootConn('ctl');
+      try {
+        await root.query(`KILL CONNECTION ${first}`);
+      } finally {
+        await root.end();
+      }
+      const t0 = Date.now();
+      const err = await link.run('recording the status', (c) => connectionId(c)).catch((e: unknown) => e);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
+      expect(err).toMatchObject({ code: 'E_CONTROL_LOST', exitCode: 5 });
+      expect((err as Error).message).toContain('recording the status');
+      expect((err as Error).message).toContain(`127.0.0.1:${new URL(dsn).port}/${db}`);
+    } finally {
+      await link.close();
+    }
   });
 });
