@@ -1,11 +1,9 @@
 /**
- * Review B: the control-schema server restarted while `reshard tail` runs under load.
- *
- * The copier survives a control-server restart (ControlSession reconnects and retries), but the
- * tailer's change recorder (src/binlog/changes.ts) writes on one control connection opened at
- * setup and never replaced: after the restart every record fails, each target commit waits on it
- * and the whole tailer stops with E_TAIL_CHANGES — replication stops until an operator re-runs it.
- * The control server here is a private mariadbd, so restarting it disturbs no other test.
+ * The control-schema server restarted while `reshard tail` runs under load. The tailer's change
+ * recorder used to write on one control connection opened at setup and never replaced: after
+ * the restart every record failed, each target commit waits on it, and the whole tailer stopped
+ * with E_TAIL_CHANGES. Now its control work runs through ControlLink, which reconnects and
+ * retries. The control server here is a private mariadbd, so restarting it disturbs no other test.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -24,7 +22,7 @@ import {
 } from '../../../src/sandbox/instances.js';
 import { connectControl } from '../../../src/state/control.js';
 import { ensureControlSchema } from '../../../src/state/migrate.js';
-import { type Estate, expectConverged, makeEstate, naiveCopy, recordStarts } from '../tail/helpers.js';
+import { type Estate, expectConverged, makeEstate, naiveCopy, recordStarts } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -42,7 +40,7 @@ async function freeTestPort(): Promise<number> {
   throw new Error('no free port');
 }
 
-describe('review-b: control server restarted mid-tail', () => {
+describe('control server restarted mid-tail', () => {
   const bin = findServerBinary();
   const dir = mkdtempSync(join(tmpdir(), 'reshard-revb-ctl-'));
   let ctl: InstanceInfo;

@@ -1,12 +1,10 @@
 /**
- * Review B: a cutover journal written by another reshard version must be refused, not misread.
- *
- * Every attempt's `begin` row records the writer (`reshard: VERSION`, src/cutover/engine.ts), but
- * recovery (`recoverSwitch`) never looks at it: an open attempt left by another version is
- * interpreted with this version's idea of the step details. Here a newer reshard crashed after
- * its freeze step, recording the frozen servers under a key this version does not know; this
- * version finds "nothing frozen", journals the freeze as undone and the attempt as aborted — the
- * servers the other version froze would stay read-only and the journal now says otherwise.
+ * A cutover journal written by another reshard version is refused, not misread. Recovery
+ * (`recoverSwitch`) used to read an open attempt left by another version with this version's idea
+ * of the step details: here a newer reshard crashed after its freeze step, recording the frozen
+ * servers under a key this version does not know, and this version found "nothing frozen",
+ * journalled the freeze as undone and the attempt as aborted, while the servers stayed read-only.
+ * Now every begin row carries a journal format, and another format is E_JOURNAL_FORMAT.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootConn } from '../../support/db.js';
@@ -31,7 +29,7 @@ async function journal(): Promise<{ step: string; state: string }[]> {
   }
 }
 
-describe('review-b: cutover journal from another reshard version', () => {
+describe('cutover journal from another reshard version', () => {
   it('an open cutover attempt written by a newer reshard is refused, and the journal is left alone', async () => {
     const c = await rootConn('ctl', e.controlDb);
     try {
