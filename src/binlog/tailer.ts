@@ -1471,9 +1471,37 @@ class Tailer implements TailHandle {
     });
   }
 
-  /** Resolves once the tailer's own control connection is up, with its stream locks held. */
+  /**
+   * Resolves once the tailer's own control connection is up with its stream locks held. It asks
+   * the server: a connection that died unnoticed (no query has failed on it yet) would otherwise
+   * pass for live, and its locks for held — the recorder's new connection then recorded, and the
+   * targets committed, while another session held the lock.
+   */
   async ensureLocked(): Promise<void> {
-    await this.control?.run('taking the stream locks again', async () => undefined);
+    const names = [...this.locks];
+    if (!this.control || names.length === 0) return;
+    await this.control.run('checking the stream locks', async (c) => {
+      const [rows] = await c.query(
+        `SELECT CONNECTION_ID() AS me, ${names.map((_, i) => `IS_USED_LOCK(?) AS h${i}`).join(', ')}`,
+        names,
+      );
+      const r = (rows as Record<string, unknown>[])[0]!;
+      const lost = names.findIndex((_, i) => String(r[`h${i}`]) !== String(r.me));
+      if (lost >= 0) throw this.lockLost(names[lost]!);
+    });
+  }
+
+  private lockLost(name: string): PreconditionError {
+    const source = this.pipelines.find((p) => this.lockName(p.name) === name)?.name ?? name;
+    const err = new PreconditionError(
+      'E_TAIL_LOCK_LOST',
+      `the control connection was replaced and another session now holds the stream lock of source ${source} (${this.direction}) for job ${this.ctx.job.name}: another reshard tail or cutover took it while the control server was unreachable`,
+      {
+        hint: 'this tailer stopped; check `reshard status` for the tailer that runs now, and re-run reshard tail only if none does',
+      },
+    );
+    this.fail(err);
+    return err;
   }
 
   /**
@@ -1483,20 +1511,51 @@ class Tailer implements TailHandle {
    * ours commits on the targets without the record, whose new connection waits for this).
    */
   private async retakeLocks(c: Connection): Promise<void> {
+    // The first connection, before start() took any lock, has nothing to take back; start()
+    // checks the other direction (with its wait) and the job itself.
+    if (this.locks.length === 0) return;
     for (const name of this.locks) {
       const [rows] = await c.query('SELECT GET_LOCK(?, 10) AS got', [name]);
-      if (String((rows as Record<string, unknown>[])[0]?.got) === '1') continue;
-      const source = this.pipelines.find((p) => this.lockName(p.name) === name)?.name ?? name;
+      if (String((rows as Record<string, unknown>[])[0]?.got) !== '1') throw this.lockLost(name);
+    }
+    // While the control server was away our locks were free, so checks made against them may
+    // have passed meanwhile: a tailer of the other direction may have started (a reverse one
+    // after a cutover), or the job moved on. Either way this tailer must not apply more.
+    const held = await this.otherDirectionHeld(c);
+    if (held.length > 0) {
       const err = new PreconditionError(
-        'E_TAIL_LOCK_LOST',
-        `the control connection was replaced and another session now holds the stream lock of source ${source} (${this.direction}) for job ${this.ctx.job.name}: another reshard tail or cutover took it while the control server was unreachable`,
-        {
-          hint: 'this tailer stopped; check `reshard status` for the tailer that runs now, and re-run reshard tail only if none does',
-        },
+        'E_TAIL_OTHER_DIRECTION',
+        `the control connection was replaced and a ${this.direction === 'forward' ? 'reverse' : 'forward'} reshard tail now streams ${held.map((x) => x.shard).join(', ')} for job ${this.ctx.job.name}; forward and reverse tailing must never run together`,
+        { hint: 'this tailer stopped; the other one keeps running' },
       );
       this.fail(err);
       throw err;
     }
+    const job = await getJob(c, this.ctx.job.id);
+    if (job && job.state !== this.startState && !TAIL_STATES[this.direction].includes(job.state)) {
+      const err = new PreconditionError(
+        'E_TAIL_JOB_STATE',
+        `job ${job.name} became '${job.state}' while the control server was unreachable: ${this.direction} tailing stopped`,
+        { hint: 'nothing was applied after the control connection came back' },
+      );
+      this.fail(err);
+      throw err;
+    }
+  }
+
+  /** Shards whose stream lock of the other direction some session holds (over `c`). */
+  private async otherDirectionHeld(c: Connection): Promise<{ shard: string; holder: string }[]> {
+    const other: Direction = this.direction === 'forward' ? 'reverse' : 'forward';
+    // The other direction's sources are this direction's targets: every shard a moving segment
+    // goes to, whichever sources this process was asked to tail.
+    const shards = [...new Set([...this.plannedPairs().values()].flat())].sort();
+    const held: { shard: string; holder: string }[] = [];
+    for (const shard of shards) {
+      const [rows] = await c.query('SELECT IS_USED_LOCK(?) AS holder', [this.lockName(shard, other)]);
+      const holder = (rows as Record<string, unknown>[])[0]?.holder;
+      if (holder !== null && holder !== undefined) held.push({ shard, holder: String(holder) });
+    }
+    return held;
   }
 
   private lockName(source: string, direction: Direction = this.direction): string {
@@ -1515,20 +1574,10 @@ class Tailer implements TailHandle {
    */
   private async refuseOtherDirection(): Promise<void> {
     const other: Direction = this.direction === 'forward' ? 'reverse' : 'forward';
-    // The other direction's sources are this direction's targets: every shard a moving segment
-    // goes to, whichever sources this process was asked to tail.
-    const shards = [...new Set([...this.plannedPairs().values()].flat())].sort();
     const deadline = Date.now() + this.opts.otherDirectionWaitMs;
     let noted = false;
     for (;;) {
-      const held: { shard: string; holder: string }[] = [];
-      for (const shard of shards) {
-        const [rows] = await this.ctx.control.conn.query('SELECT IS_USED_LOCK(?) AS holder', [
-          this.lockName(shard, other),
-        ]);
-        const holder = (rows as Record<string, unknown>[])[0]?.holder;
-        if (holder !== null && holder !== undefined) held.push({ shard, holder: String(holder) });
-      }
+      const held = await this.otherDirectionHeld(this.ctx.control.conn);
       if (held.length === 0) return;
       if (Date.now() >= deadline) {
         const h = held[0]!;

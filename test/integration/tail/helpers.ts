@@ -4,6 +4,7 @@
  * directory, and the job row. `drop()` removes all of it.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Connection, RowDataPacket } from 'mysql2/promise';
@@ -13,6 +14,12 @@ import { startTail, type TailContext, type TailOptions } from '../../../src/binl
 import { openJob } from '../../../src/job/context.js';
 import { writePlanFile } from '../../../src/plan/planfile.js';
 import { plan } from '../../../src/plan/planner.js';
+import {
+  findServerBinary,
+  instanceInfo,
+  startInstance,
+  stopInstance,
+} from '../../../src/sandbox/instances.js';
 import { seed } from '../../../src/sandbox/seed.js';
 import { connectControl } from '../../../src/state/control.js';
 import { ensureControlSchema } from '../../../src/state/migrate.js';
@@ -318,4 +325,67 @@ export function runCli(args: string[], timeoutMs = 120_000): Promise<CliResult> 
   const p = startCli(args);
   const t = setTimeout(() => p.child.kill('SIGKILL'), timeoutMs);
   return p.done.finally(() => clearTimeout(t));
+}
+
+/** A free port in the test sandbox's range (20000–29990), never one of the ports left alone. */
+async function freeTestPort(): Promise<number> {
+  for (let i = 0; i < 100; i++) {
+    const p = 20000 + Math.floor(Math.random() * 9990);
+    const ok = await new Promise<boolean>((res) => {
+      const srv = createServer();
+      srv.once('error', () => res(false));
+      srv.listen(p, '127.0.0.1', () => srv.close(() => res(true)));
+    });
+    if (ok) return p;
+  }
+  throw new Error('no free port');
+}
+
+/**
+ * An estate (copied, start positions recorded) whose control schema lives on a mariadbd of its
+ * own, which the test may stop and start again without disturbing other tests.
+ */
+export async function estateWithPrivateControl(opts: {
+  prefix: string;
+  rows: number;
+  seed: number;
+}): Promise<{
+  e: Estate;
+  port: number;
+  stopControl(): Promise<void>;
+  startControl(): Promise<void>;
+  drop(): Promise<void>;
+}> {
+  const dir = mkdtempSync(join(tmpdir(), `reshard-${opts.prefix}-ctl-`));
+  const port = await freeTestPort();
+  const ctl = instanceInfo(dir, { name: 'ctl', port, serverId: 3_000_000 + port });
+  await startInstance(findServerBinary(), ctl);
+  const base = await makeEstate(opts);
+  const controlDsn = `mysql://root@127.0.0.1:${port}/${base.controlDb}`;
+  const c = await connectControl(controlDsn);
+  try {
+    await ensureControlSchema(c);
+  } finally {
+    await c.close();
+  }
+  const e: Estate = {
+    ...base,
+    controlDsn,
+    job: () => openJob({ planPath: base.planPath, control: controlDsn, create: true }),
+  };
+  await recordStarts(e);
+  await naiveCopy(e);
+  return {
+    e,
+    port,
+    stopControl: async () => {
+      await stopInstance(ctl);
+    },
+    startControl: () => startInstance(findServerBinary(), ctl),
+    drop: async () => {
+      await e.drop().catch(() => undefined);
+      await stopInstance(ctl).catch(() => undefined);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
