@@ -428,6 +428,65 @@ export class TargetApplier {
     return out;
   }
 
+  /**
+   * Rows of the target (other than the incoming rows themselves) that hold a value of a UNIQUE
+   * key one of `rows` of `source` is about to take, locked. One owned by `source` is deleted: the
+   * stream replays older images over rows the copy read later (or a run carries a value from one
+   * row to another), and the source was consistent at every event, so a row of the same source
+   * holding the value now is rewritten by a later event of the stream, and applying in order
+   * converges. One owned by another source is a real clash — each source enforces the key for
+   * its own rows only — and stops the transaction with E_UNIQUE_CONFLICT.
+   */
+  private async clearUniqueClashes(st: Statements, t: TableMeta, rows: Row[], source: string): Promise<void> {
+    if (rows.length === 0) return;
+    for (const { name, columns: uk } of t.uniqueKeys) {
+      // NULL never clashes in a unique index.
+      const holders = rows.filter((r) => uk.every((i) => r[i] !== null && r[i] !== undefined));
+      if (holders.length === 0) continue;
+      const cols = uk.map((i) => q(t.columns[i]!));
+      const tuple = `(${cols.map(() => '?').join(', ')})`;
+      const params: unknown[] = [];
+      for (const r of holders) for (const i of uk) params.push(sqlParam(r[i] ?? null));
+      const found = (await st.read(
+        `SELECT ${q(t.columns[t.shardKey]!)}, ${t.pk.map((i) => q(t.columns[i]!)).join(', ')}, ${cols.join(', ')} FROM ${t.sql.table} WHERE (${cols.join(', ')}) IN (${holders.map(() => tuple).join(', ')}) FOR UPDATE`,
+        params,
+        true,
+      )) as unknown as Value[][];
+      const same = new Set(
+        holders.map((r) => tupleKey([...t.pk.map((i) => r[i] ?? null), ...uk.map((i) => r[i]!)])),
+      );
+      const clearing: Row[] = [];
+      for (const f of found) {
+        const pk = f.slice(1, 1 + t.pk.length);
+        // The incoming row's own current version, holding the same bytes: no clash.
+        if (same.has(tupleKey(f.slice(1)))) continue;
+        if (this.opts.sourceOwnerOf(t, f[0] ?? null) !== source) {
+          const shown = (vs: Value[]) =>
+            vs.map((v) => (Buffer.isBuffer(v) ? `0x${v.toString('hex')}` : String(v)));
+          throw new PreconditionError(
+            'E_UNIQUE_CONFLICT',
+            `target ${this.opts.target}: table ${t.name}: UNIQUE key ${name} (${uk.map((i) => t.columns[i]).join(', ')}) = (${shown(f.slice(1 + t.pk.length)).join(', ')}) is held by the row with primary key (${shown(pk).join(', ')}) of another source, and a row of source ${source} takes it`,
+            {
+              hint: `each source enforces UNIQUE key ${name} for its own rows only, and rows merged from several sources on one target clash. Change or remove one of the rows on the sources (or drop the key on every shard alike), then re-run: nothing of this transaction was applied`,
+            },
+          );
+        }
+        // Deleted also when it is one of `rows` (a value moving between rows of one run): its
+        // own upsert, later in the run, writes it again.
+        clearing.push(
+          t.columns.map((_, i) => {
+            const j = t.pk.indexOf(i);
+            return j >= 0 ? (pk[j] ?? null) : null;
+          }),
+        );
+      }
+      if (clearing.length) {
+        const w = this.pkWhere(t, clearing);
+        await st.write(`DELETE FROM ${t.sql.table} WHERE ${w.sql}`, w.params);
+      }
+    }
+  }
+
   /** Parked rows are keyed by the primary key as the target stores it. */
   private parkedKey(pkValues: Row): Buffer {
     return tupleHash(pkValues);
@@ -468,6 +527,7 @@ export class TargetApplier {
         park.push([h, r]);
       }
     });
+    if (t.secondaryUnique) await this.clearUniqueClashes(st, t, [...winners, ...fresh], source);
     await this.writeRows(st, t, winners);
     await this.writeRows(st, t, fresh, false);
     stats.written += winners.length + fresh.length;
@@ -535,10 +595,22 @@ export class TargetApplier {
           promote.set(k, { source: String(p.source), image: String(p.image), hash: p.pk_hash as Buffer });
       }
       if (promote.size) {
+        // The primary key's row was just deleted: each promoted row is new to the target, so on
+        // a table with a UNIQUE key it goes in by plain INSERT (see upsertRun), after its own
+        // source's clashing rows are cleared.
+        if (t.secondaryUnique)
+          for (const src of new Set([...promote.values()].map((p) => p.source)))
+            await this.clearUniqueClashes(
+              st,
+              t,
+              [...promote.values()].filter((p) => p.source === src).map((p) => decodeImage(p.image)),
+              src,
+            );
         await this.writeRows(
           st,
           t,
           [...promote.values()].map((p) => decodeImage(p.image)),
+          !t.secondaryUnique,
         );
         for (const p of promote.values()) {
           await st.write(

@@ -37,6 +37,8 @@ export interface TableMeta {
    * other row, primary key included, and lose it (see the applier's upsertRun).
    */
   secondaryUnique: boolean;
+  /** Those UNIQUE keys, columns as indexes into `columns` (a key over a generated column is left out). */
+  uniqueKeys: { name: string; columns: number[] }[];
   /** How a shard-key value becomes a routing key. */
   keyKind: 'int' | 'string' | 'binary';
   /** Precomputed quoted fragments. */
@@ -92,6 +94,9 @@ export function tableMetaFromDefinition(def: TableDefinition, spec: TableSpec): 
     shardKey,
     shardKeyInPk: pk.includes(shardKey),
     secondaryUnique: def.uniqueKeys.length > 0,
+    uniqueKeys: def.uniqueKeys
+      .map((k) => ({ name: k.name, columns: k.columns.map((c) => columns.indexOf(c.name)) }))
+      .filter((k) => k.columns.every((i) => i >= 0)),
     keyKind,
     sql: {
       table: qt(def.database, def.table),

@@ -107,7 +107,7 @@ export function decodeImage(text: string): Row {
       'E_STATE_FORMAT',
       `a stored row image or key is not in the form this reshard writes: ${text.length > 120 ? `${text.slice(0, 120)}…` : text}`,
       {
-        hint: 'it was written by another reshard version, or edited by hand: finish the job with the version that started it, or cancel it and start a new one',
+        hint: 'it was written by another reshard version, or edited by hand: finish or cancel the job with the version that started it',
       },
     );
   let arr: unknown;

@@ -185,12 +185,14 @@ export class Drainer {
   async appliedOf(p: Pair): Promise<BinlogPosition | undefined> {
     const key = positionKey(this.opts.direction, p.source);
     return this.onConn(this.targetSide, p.target, async (c) => {
-      // Positions under this job id are ours only if the meta database says so (META_VERSION 3).
+      // Positions under this job id are another job's when the meta database names another owner
+      // (META_VERSION 3); with no owner recorded (a meta database a tailer of the previous meta
+      // version keeps writing), they are this job's, as they always were.
       const ctx = this.opts.ctx;
       const owner = jobOwner(ctx.control.database, ctx.job);
       const found = await metaOwner(c, this.opts.metaDb, ctx.job.id);
-      if (found === undefined) return undefined;
-      if (found !== owner) refuseOtherOwner(this.opts.metaDb, p.target, ctx.job.id, owner, found);
+      if (found !== undefined && found !== owner)
+        refuseOtherOwner(this.opts.metaDb, p.target, ctx.job.id, owner, found);
       try {
         const [rows] = await c.query<RowDataPacket[]>(
           `SELECT binlog_file AS file, binlog_pos AS pos, gtid FROM ${q(this.opts.metaDb)}.apply_positions WHERE job_id = ? AND source = ? AND target = ?`,

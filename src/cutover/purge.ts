@@ -72,9 +72,16 @@ export async function purgeTargets(
         if (deleted) onProgress?.(`purged ${deleted} rows of ${spec.name} on ${name}`);
       }
       // Only this job's: the same job id of another control schema is another job's (claimMeta).
-      if ((await metaOwner(writer, metaDb, ctx.job.id)) === jobOwner(ctx.control.database, ctx.job)) {
+      // No owner recorded (no meta database, or one of the previous meta version): this job's.
+      const found = await metaOwner(writer, metaDb, ctx.job.id);
+      if (found === undefined || found === jobOwner(ctx.control.database, ctx.job)) {
         for (const t of ['parked_rows', 'apply_positions', 'jobs'])
-          await writer.query(`DELETE FROM ${q(metaDb)}.${q(t)} WHERE job_id = ?`, [ctx.job.id]);
+          await writer
+            .query(`DELETE FROM ${q(metaDb)}.${q(t)} WHERE job_id = ?`, [ctx.job.id])
+            .catch((e: unknown) => {
+              const errno = (e as { errno?: number }).errno;
+              if (errno !== 1049 && errno !== 1146) throw e;
+            });
       }
     } finally {
       await reader.end().catch(() => reader.destroy());

@@ -125,7 +125,7 @@ export async function openJob(opts: OpenJobOptions): Promise<JobContext> {
         'E_JOB_VERSION',
         `job ${job.name} was started by reshard ${job.reshardVersion}; this is reshard ${VERSION}, which may read its checkpoints differently`,
         {
-          hint: `finish the job with reshard ${job.reshardVersion} (same major and minor version), or cancel it and start a new one with this version`,
+          hint: `finish the job, or cancel it (reshard rollback --execute), with reshard ${job.reshardVersion} (the same major and minor version); then start new jobs with this one`,
           data: { job: job.name, startedBy: job.reshardVersion, version: VERSION },
         },
       );

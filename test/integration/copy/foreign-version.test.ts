@@ -58,6 +58,19 @@ describe('copy checkpoints from another reshard version', () => {
     expect(res.stdout).toContain('99.0.0');
     const diff = await compareEstate({ from: e.from, to: e.to });
     expect(diff.rows.target, 'nothing was copied').toBe(0);
+    // The hint names the version to finish or cancel it with: this one refuses that too, and
+    // writes nothing.
+    expect(JSON.parse(res.stdout).error.hint).toContain('rollback --execute), with reshard 99.0.0');
+    const cancel = await reshard(jobArgs(e, 'rollback', '--execute', '--json'));
+    expect(cancel.code, cancel.stderr).toBe(3);
+    expect(JSON.parse(cancel.stdout).error).toMatchObject({ code: 'E_JOB_VERSION' });
+    const c = await rootConn('ctl', e.controlDb);
+    try {
+      const [rows] = await c.query('SELECT state FROM reshard_jobs WHERE id = ?', [jobId]);
+      expect((rows as { state: string }[])[0]?.state).toBe('copying');
+    } finally {
+      await c.end();
+    }
   });
 
   it('a chunk bound this version never writes is refused, not read as NULL', async () => {

@@ -98,7 +98,8 @@ describe('copy into a target with a secondary UNIQUE key', () => {
     const error = JSON.parse(r.stdout).error as { code: string; message: string; hint: string };
     expect(error.code).toBe('E_UNIQUE_CONFLICT');
     expect(error.message).toContain('uq_code');
-    expect(error.hint).toContain('each source enforces it for its own rows only');
+    expect(error.message).toContain('(ACME)');
+    expect(error.hint).toContain('each source enforces UNIQUE key uq_code for its own rows only');
     // At most one of the two rows arrived, exactly as its source holds it: none was merged.
     expect(target.length).toBeLessThanOrEqual(1);
     for (const t of target) expect(sources).toContainEqual(t);
