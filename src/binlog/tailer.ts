@@ -212,17 +212,20 @@ async function shapeOf(c: Connection, database: string, table: string): Promise<
 const STOPPED_AT_DDL = Symbol('stopped at a DDL');
 
 /**
- * Sources of this process that reached the same DDL (ddlKey) on targets they share: the change is
- * made on the targets once all of them are here (see Tailer.replayDdl).
+ * Sources of this process that reached the same DDL (ddlKey): the change is made on a target once
+ * every source of this process writing to it is here (see Tailer.replayDdl).
  */
 interface DdlMeet {
   readonly key: string;
   readonly statement: string;
   readonly tables: readonly string[];
-  /** Pipeline name → the targets it found still without the change. */
-  readonly arrived: Map<string, { p: Pipeline; ev: SourceDdl; targets: Shard[] }>;
-  /** Set by the pipeline that makes the change; everyone at the meet waits for it. */
-  made?: Promise<void>;
+  /**
+   * Pipeline name → the sources it waits for (writers of the targets it found without the
+   * change). Kept after it goes on (`left`): a source still waiting may need to know it came.
+   */
+  readonly arrived: Map<string, { needs: Set<string>; left: boolean }>;
+  /** Per target: the making of the change there (once, whoever gets there first). */
+  readonly made: Map<string, Promise<void>>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1269,42 +1272,40 @@ class Tailer implements TailHandle {
    * while another source's stream still carries rows naming the old column would fail them
    * (error 1054), for good. The operator makes the change on every source (the tailer's hint
    * says so); each source's stream stops at its DDL, after committing everything before it, and
-   * waits here until the streams of every other source sharing those targets have reached the
-   * same statement. The last to arrive makes the change on the targets; then all go on with the
-   * new shape.
+   * waits here. The change is made on a target as soon as every source of this process writing
+   * to that target has reached the same statement (sources sharing only some targets each wait
+   * for the writers of their own targets); then those go on with the new shape.
    *
    * Targets whose table already has the source's shape (SHOW CREATE TABLE equal but for the
    * AUTO_INCREMENT counter) are left alone: another source's replay made the change, or a replay
    * made it before a crash, or the operator did by hand. Only sources this process tails can be
    * waited for; with others tailed by other processes (--source), the change is made at once.
+   * Two streams each waiting at a different DDL for the other (the same changes made in another
+   * order on two sources) can never meet: E_TAIL_DDL_ORDER.
    */
   async replayDdl(p: Pipeline, ev: SourceDdl, targets: readonly Shard[]): Promise<'made' | 'stopped'> {
     const stmt = ev.statement.length > 200 ? `${ev.statement.slice(0, 200)}…` : ev.statement;
-    const todo = await p.targetsWithout(targets, ev.tables);
+    let todo = await p.targetsWithout(targets, ev.tables);
     if (todo.length === 0) {
       this.note(`${p.label}: ${targets.map((t) => t.name).join(', ')} already have the change: ${stmt}`);
       return 'made';
     }
-    const names = new Set(todo.map((t) => t.name));
-    const sharing = [...this.plannedPairs()]
-      .filter(([src, dsts]) => src !== p.name && dsts.some((d) => names.has(d)))
-      .map(([src]) => src);
-    const here = new Map(this.pipelines.map((q) => [q.name, q]));
-    const elsewhere = sharing.filter((n) => !here.has(n));
+    const pairs = this.plannedPairs();
+    const writersOf = (target: string) =>
+      [...pairs].filter(([src, dsts]) => src !== p.name && dsts.includes(target)).map(([src]) => src);
+    const here = new Set(this.pipelines.map((q) => q.name));
+    const elsewhere = [...new Set(todo.flatMap((t) => writersOf(t.name)))].filter((n) => !here.has(n));
     if (elsewhere.length > 0) {
       this.note(
-        `${p.label}: source(s) ${elsewhere.join(', ')} also write to ${[...names].join(', ')} but are tailed by another process: the change is made now, without waiting for their streams to reach it (tail every source in one process to have DDL replays wait for each other)`,
+        `${p.label}: source(s) ${elsewhere.join(', ')} also write to ${todo.map((t) => t.name).join(', ')} but are tailed by another process: the change is made now, without waiting for their streams to reach it (tail every source in one process to have DDL replays wait for each other)`,
       );
     }
-    const others = sharing.filter((n) => here.has(n));
-    if (others.length === 0) {
-      for (const t of todo) await p.applyDdlOn(t, ev);
-      return 'made';
-    }
+    const needsOf = (t: Shard) => writersOf(t.name).filter((n) => here.has(n));
+    const needs = new Set(todo.flatMap(needsOf));
     const key = ddlKey(ev.tables, ev.statement);
     for (const m of this.ddlMeets.values()) {
-      if (m.key === key || m.made || !m.tables.some((t) => ev.tables.includes(t))) continue;
-      const there = [...m.arrived.keys()].filter((n) => n !== p.name);
+      if (m.key === key || !m.tables.some((t) => ev.tables.includes(t))) continue;
+      const there = [...m.arrived].filter(([n, a]) => n !== p.name && !a.left).map(([n]) => n);
       if (there.length === 0) continue;
       throw new PreconditionError(
         'E_TAIL_DDL_DIFFERS',
@@ -1317,47 +1318,70 @@ class Tailer implements TailHandle {
     }
     let meet = this.ddlMeets.get(key);
     if (!meet) {
-      meet = { key, statement: ev.statement, tables: ev.tables, arrived: new Map() };
+      meet = { key, statement: ev.statement, tables: ev.tables, arrived: new Map(), made: new Map() };
       this.ddlMeets.set(key, meet);
     }
-    meet.arrived.set(p.name, { p, ev, targets: todo });
     const m = meet;
+    m.arrived.set(p.name, { needs, left: false });
     try {
       let noted = Date.now();
       let checked = Date.now();
       for (;;) {
         this.throwIfFailed();
         if (p.stopping) return 'stopped';
-        if (!m.made && others.every((n) => m.arrived.has(n))) {
-          // The last to arrive makes the change, on every target any of them found without it.
-          const all = new Map<string, Shard>();
-          for (const a of m.arrived.values()) for (const t of a.targets) all.set(t.name, t);
-          m.made = (async () => {
-            for (const t of await p.targetsWithout([...all.values()], ev.tables)) await p.applyDdlOn(t, ev);
-          })();
-          m.made.catch(() => undefined);
+        const came = (n: string) => m.arrived.has(n);
+        // Make the change on every target whose writers are all here (each target once).
+        const ready = todo.filter((t) => needsOf(t).every(came));
+        for (const t of ready) {
+          let making = m.made.get(t.name);
+          if (!making) {
+            making = (async () => {
+              if ((await p.targetsWithout([t], ev.tables)).length > 0) await p.applyDdlOn(t, ev);
+            })();
+            making.catch(() => undefined);
+            m.made.set(t.name, making);
+          }
+          await making;
         }
-        if (m.made) {
-          await m.made;
-          return 'made';
+        todo = todo.filter((t) => !ready.includes(t));
+        if (todo.length === 0) return 'made';
+        const missing = [...new Set(todo.flatMap(needsOf))].filter((n) => !came(n));
+        // A source we wait for that waits at another DDL for us never comes.
+        for (const n of missing) {
+          const other = [...this.ddlMeets.values()].find((x) => {
+            const a = x.arrived.get(n);
+            return x !== m && a !== undefined && !a.left && a.needs.has(p.name) && !x.arrived.has(p.name);
+          });
+          if (other) {
+            throw new PreconditionError(
+              'E_TAIL_DDL_ORDER',
+              `${p.label} waits at "${stmt}" for source ${n}, which waits at "${other.statement.length > 200 ? `${other.statement.slice(0, 200)}…` : other.statement}" for ${p.label}: the sources made their schema changes in different orders`,
+              {
+                hint: "targets are shared by the sources, so each change is replayed only when every source writing to a target has reached it, in the same order; make the changes on the targets by hand (each table like the sources' own), then re-run reshard tail --apply-ddl: targets that already have them are left as they are",
+                data: { source: p.name, statement: ev.statement, other: n, otherStatement: other.statement },
+              },
+            );
+          }
         }
         if (Date.now() - checked >= 2000) {
           checked = Date.now();
           // Made on the targets meanwhile (by hand, or by a process that does not wait): go on.
-          if ((await p.targetsWithout(todo, ev.tables)).length === 0) return 'made';
+          todo = await p.targetsWithout(todo, ev.tables);
+          if (todo.length === 0) return 'made';
         }
         if (Date.now() - noted >= 10_000) {
           noted = Date.now();
-          const missing = others.filter((n) => !m.arrived.has(n));
           this.note(
-            `${p.label}: waiting for source(s) ${missing.join(', ')} to reach the same DDL before it is made on ${[...names].join(', ')} (make it on every source): ${stmt}`,
+            `${p.label}: waiting for source(s) ${missing.join(', ')} to reach the same DDL before it is made on ${todo.map((t) => t.name).join(', ')} (make it on every source): ${stmt}`,
           );
         }
         await sleep(100);
       }
     } finally {
-      m.arrived.delete(p.name);
-      if (m.arrived.size === 0 && this.ddlMeets.get(key) === m) this.ddlMeets.delete(key);
+      const a = m.arrived.get(p.name);
+      if (a) a.left = true;
+      if ([...m.arrived.values()].every((x) => x.left) && this.ddlMeets.get(key) === m)
+        this.ddlMeets.delete(key);
     }
   }
 

@@ -57,7 +57,12 @@ export interface Estate {
   drop(): Promise<void>;
 }
 
-function yaml(name: string, shards: Endpoint[], db: string): string {
+function yaml(
+  name: string,
+  shards: Endpoint[],
+  db: string,
+  scheme = '{ type: hash-mod, hash: crc32 }',
+): string {
   const lines = ['version: 1', `name: ${name}`, 'shards:'];
   for (const s of shards)
     lines.push(
@@ -66,7 +71,7 @@ function yaml(name: string, shards: Endpoint[], db: string): string {
   lines.push('tables:');
   for (const t of TABLES) lines.push(`  - { name: ${JSON.stringify(t.name)}, shardKey: ${t.shardKey} }`);
   lines.push('groups:', '  - { name: user, tables: [users, orders, order_items] }');
-  lines.push('scheme: { type: hash-mod, hash: crc32 }');
+  lines.push(`scheme: ${scheme}`);
   return `${lines.join('\n')}\n`;
 }
 
@@ -92,6 +97,9 @@ export async function makeEstate(opts: {
   seed?: number;
   sources?: Endpoint[];
   targets?: Endpoint[];
+  /** Schemes (YAML flow maps) of the two topologies; hash-mod crc32 by default. */
+  fromScheme?: string;
+  toScheme?: string;
 }): Promise<Estate> {
   const db = uniqueDb(opts.prefix);
   const metaDb = `${db}_meta`;
@@ -103,8 +111,8 @@ export async function makeEstate(opts: {
   const dir = mkdtempSync(join(tmpdir(), `reshard-${opts.prefix}-`));
   const fromPath = join(dir, 'from.yaml');
   const toPath = join(dir, 'to.yaml');
-  writeFileSync(fromPath, yaml('from', sources, db));
-  writeFileSync(toPath, yaml('to', targets, db));
+  writeFileSync(fromPath, yaml('from', sources, db, opts.fromScheme));
+  writeFileSync(toPath, yaml('to', targets, db, opts.toScheme));
   const from = loadTopology(fromPath);
   const to = loadTopology(toPath);
   const planPath = join(dir, 'plan.json');
