@@ -172,7 +172,7 @@ describe('tail --apply-ddl: waiting for the sources that share a target', () => 
     await sqlOn(s0!.port, 'ALTER TABLE orders ADD COLUMN r2b INT NULL', e.db);
     await sqlOn(s1!.port, 'ALTER TABLE orders ADD COLUMN r2b INT NULL', e.db);
     await sqlOn(s1!.port, 'ALTER TABLE users ADD COLUMN r2a INT NULL', e.db);
-    const outcome = await tailOutcome(e, async () => undefined, 12_000);
+    const outcome = await tailOutcome(e, async () => undefined, 30_000);
     // The streams can never meet: the tailer stops, naming both statements and the way out.
     expect(outcome).toMatch(/^E_TAIL_DDL_ORDER: /);
     expect(outcome).toContain('ADD COLUMN r2a');
