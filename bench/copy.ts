@@ -42,6 +42,8 @@ import { type BenchEnv, ensureInit, seedTargetsDirectly } from './sandbox.js';
 const PEER_TARGETS: Record<(typeof SOURCES)[number], Instance> = { s0: 't0', s1: 't1' };
 
 const ROUNDS = Math.max(1, Number(process.env.RESHARD_BENCH_COPY_ROUNDS ?? 3));
+/** reshard's own database on each target (the commands' default --meta-db). */
+const META_DB = '_reshard';
 
 export async function benchCopy(env: BenchEnv, rows: Row[]): Promise<void> {
   const runs: Row[][] = [];
@@ -108,11 +110,18 @@ function medians(runs: Row[][]): Row[] {
   return out;
 }
 
-/** Empty reshard's targets and start its control schema afresh, so the next copy moves every row. */
+/**
+ * Empty reshard's targets and start its control schema afresh, so the next copy moves every row.
+ * Its meta database on the targets (positions, parked rows, which job owns a job id) goes too:
+ * the new control schema's job is job 1 again, and reshard refuses to take another job's rows
+ * for its own (E_META_OTHER_JOB).
+ */
 async function resetReshard(env: BenchEnv): Promise<void> {
   const { h, shop } = env;
-  for (const t of TARGETS)
+  for (const t of TARGETS) {
     for (const table of shop.tables) await h.query(t, `TRUNCATE TABLE ${qi(shop.database)}.${qi(table)}`);
+    await h.query(t, `DROP DATABASE IF EXISTS ${qi(META_DB)}`);
+  }
   const db = new URL(env.controlDsn).pathname.slice(1);
   await h.query('ctl', `DROP DATABASE IF EXISTS ${qi(db)}`);
   env.initialised = false;
