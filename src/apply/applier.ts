@@ -208,9 +208,14 @@ function uniqueConflict(err: unknown, target: string): PreconditionError | undef
   if (e?.errno !== 1062) return undefined;
   const key = /for key '([^']*)'/.exec(e.message ?? '')?.[1];
   if (key === undefined || key === 'PRIMARY' || key.endsWith('.PRIMARY')) return undefined;
-  return new PreconditionError('E_UNIQUE_CONFLICT', `target ${target}: ${e.message}`, {
-    hint: `two rows with different primary keys hold the same value of UNIQUE key ${key}: each source enforces it for its own rows only, and rows merged from several sources on one target can clash. Change or remove one of the rows on the sources (or drop the key on every shard alike), then re-run: nothing of this transaction was applied`,
-    cause: err,
+  return uniqueConflictError(`target ${target}: ${e.message}`, key, err);
+}
+
+/** E_UNIQUE_CONFLICT: two rows with different primary keys hold one value of UNIQUE key `key`. */
+function uniqueConflictError(message: string, key: string, cause?: unknown): PreconditionError {
+  return new PreconditionError('E_UNIQUE_CONFLICT', message, {
+    hint: `each source enforces UNIQUE key ${key} for its own rows only, and rows merged from several sources on one target clash. Change or remove one of the rows on the sources (or drop the key on every shard alike), then re-run: nothing of this transaction was applied`,
+    ...(cause !== undefined ? { cause } : {}),
   });
 }
 
@@ -463,12 +468,9 @@ export class TargetApplier {
         if (this.opts.sourceOwnerOf(t, f[0] ?? null) !== source) {
           const shown = (vs: Value[]) =>
             vs.map((v) => (Buffer.isBuffer(v) ? `0x${v.toString('hex')}` : String(v)));
-          throw new PreconditionError(
-            'E_UNIQUE_CONFLICT',
+          throw uniqueConflictError(
             `target ${this.opts.target}: table ${t.name}: UNIQUE key ${name} (${uk.map((i) => t.columns[i]).join(', ')}) = (${shown(f.slice(1 + t.pk.length)).join(', ')}) is held by the row with primary key (${shown(pk).join(', ')}) of another source, and a row of source ${source} takes it`,
-            {
-              hint: `each source enforces UNIQUE key ${name} for its own rows only, and rows merged from several sources on one target clash. Change or remove one of the rows on the sources (or drop the key on every shard alike), then re-run: nothing of this transaction was applied`,
-            },
+            name,
           );
         }
         // Deleted also when it is one of `rows` (a value moving between rows of one run): its

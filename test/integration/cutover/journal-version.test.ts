@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rootConn } from '../../support/db.js';
-import { copyAll, type Estate, makeEstate, reshard } from '../copy/helpers.js';
+import { copyAll, type Estate, jobArgs, makeEstate, reshard } from '../copy/helpers.js';
 
 let e: Estate;
 
@@ -57,16 +57,7 @@ describe('cutover journal from another reshard version', () => {
       await c.end();
     }
     const before = await journal();
-    const res = await reshard([
-      'cutover',
-      '--plan',
-      e.planPath,
-      '--control',
-      e.controlDsn,
-      '--meta-db',
-      e.metaDb,
-      '--execute',
-    ]);
+    const res = await reshard(jobArgs(e, 'cutover', '--execute'));
     // Refused as a precondition, naming the version that wrote the attempt…
     expect(res.code, res.stderr).toBe(3);
     expect(res.stderr).toMatch(/99\.0\.0/);
