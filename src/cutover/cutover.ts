@@ -133,7 +133,7 @@ export async function verifyFacts(ctx: JobContext): Promise<VerifyFacts> {
     `SELECT run_id, state, detail, TIMESTAMPDIFF(MICROSECOND, started_at, finished_at) AS us,
             TIMESTAMPDIFF(MICROSECOND, finished_at, NOW(6)) AS age_us
        FROM reshard_verify_runs WHERE job_id = ? AND state IN ('match', 'mismatch') AND finished_at IS NOT NULL
-      ORDER BY run_id DESC LIMIT 200`,
+      ORDER BY finished_at DESC, run_id DESC LIMIT 200`,
     [ctx.job.id],
   );
   const out: VerifyFacts = { tracking: false };

@@ -536,13 +536,45 @@ export function alterFor(diff: SchemaDifference, expected: TableDefinition, data
 /** Suggest `ADD PRIMARY KEY` columns: a unique index on NOT NULL columns, if one exists. */
 /**
  * Character sets in which several stored byte sequences read as one Unicode character (cp932's
- * NEC and IBM duplicates, eucjpms): read as utf8mb4 text, which is how reshard reads rows, two
- * different values look the same, and a copy writes one back as the other.
+ * NEC and IBM duplicates, eucjpms; sjis, big5 and ujis have such pairs too): read as utf8mb4
+ * text, which is how reshard reads rows, two different values look the same, and a copy writes
+ * one back as the other.
  */
-const AMBIGUOUS_CHARSETS = new Set(['cp932', 'eucjpms']);
+const AMBIGUOUS_CHARSETS = new Set(['cp932', 'eucjpms', 'sjis', 'big5', 'ujis']);
+
+/**
+ * Character sets whose every stored value survives the trip through utf8mb4 and back: the
+ * Unicode ones, and the single-byte ones in which each of the 256 bytes has its own character
+ * (measured on MariaDB 10.11: CONVERT(CONVERT(byte USING cs) USING utf8mb4) back to cs gives the
+ * byte). The others hold bytes with no Unicode character (cp1250 0x81, cp1251 0x98, ascii
+ * 0x80–0xFF, greek, hebrew, tis620 …; gbk, euckr and gb2312 sequences): the server sends each
+ * as '?', so a copy would store '?' and verify, reading both sides the same way, would call it
+ * equal. Text in any other character set is refused before anything is written.
+ */
+const LOSSLESS_CHARSETS = new Set([
+  'utf8mb4',
+  'utf8mb3',
+  'utf8',
+  'ucs2',
+  'utf16',
+  'utf16le',
+  'utf32',
+  'latin1',
+  'latin2',
+  'latin5',
+  'latin7',
+  'cp850',
+  'cp852',
+  'cp866',
+  'keybcs2',
+  'koi8r',
+  'koi8u',
+  'macce',
+  'macroman',
+]);
 
 export interface UnsupportedColumn {
-  code: 'E_PK_ENUM' | 'E_CHARSET_AMBIGUOUS';
+  code: 'E_PK_ENUM' | 'E_CHARSET_AMBIGUOUS' | 'E_CHARSET_LOSSY';
   column: string;
   message: string;
   hint: string;
@@ -551,8 +583,8 @@ export interface UnsupportedColumn {
 /**
  * Columns reshard cannot move exactly, so every command refuses the table before writing: an
  * ENUM or SET in the primary key (the server sorts it by member number but compares it with a
- * bound value by label, so key-range pages skip or repeat rows), and text in an ambiguous
- * character set (above).
+ * bound value by label, so key-range pages skip or repeat rows), and text in an ambiguous or
+ * lossy character set (above).
  */
 export function unsupportedColumns(def: TableDefinition): UnsupportedColumn[] {
   const t = qt(def.database, def.table);
@@ -572,6 +604,19 @@ export function unsupportedColumns(def: TableDefinition): UnsupportedColumn[] {
         column: c.name,
         message: `column ${q(c.name)} of ${t} uses character set ${c.charset}, in which different stored bytes read as the same text: a copy would rewrite one as the other, and verify could not tell them apart`,
         hint: `convert the column to utf8mb4 (ALTER TABLE ${t} MODIFY ${q(c.name)} … CHARACTER SET utf8mb4), or leave the table out of the topology's tables`,
+      });
+    } else if (
+      c.charset !== null &&
+      c.dataType !== 'enum' &&
+      c.dataType !== 'set' &&
+      !LOSSLESS_CHARSETS.has(c.charset.toLowerCase())
+    ) {
+      // ENUM and SET hold only their members: a member the server cannot convert fails loudly.
+      out.push({
+        code: 'E_CHARSET_LOSSY',
+        column: c.name,
+        message: `column ${q(c.name)} of ${t} uses character set ${c.charset}, which has bytes with no Unicode character: reshard reads text as utf8mb4, where the server sends each such byte as '?', so a copy would store '?' in its place and verify could not see the difference`,
+        hint: `convert the column to utf8mb4 once no row holds such bytes (ALTER TABLE ${t} MODIFY ${q(c.name)} … CHARACTER SET utf8mb4), or to VARBINARY/BLOB if it holds bytes rather than text, or leave the table out of the topology's tables`,
       });
     }
   }

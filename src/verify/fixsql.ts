@@ -11,7 +11,6 @@
  * time_zone to UTC before its transaction (TIMESTAMP literals are read in the session time zone).
  */
 import { describeEndpoint } from '../db/connect.js';
-import { q } from '../db/quote.js';
 import type { RowDiff } from './diff.js';
 import type { ShardRole } from './routing.js';
 import { literal, pkEquals, tableRef } from './table.js';
@@ -31,26 +30,23 @@ export interface FixSql {
   statements: number;
 }
 
-function statement(d: RowDiff, database: string): { order: number; sql: string } | undefined {
+function repairsOf(d: RowDiff, database: string): { order: number; sql: string }[] {
   const t = d.table;
   const ref = tableRef(database, t);
+  const del = { order: 0, sql: `DELETE FROM ${ref} WHERE ${pkEquals(t, d.pk)};` };
+  const insert = (row: NonNullable<RowDiff['sourceRow']>) => ({
+    order: 1,
+    sql: `INSERT INTO ${ref} (${t.sql.columns}) VALUES (${t.columns.map((c, i) => literal(c, row[i] ?? null)).join(', ')});`,
+  });
   switch (d.kind) {
     case 'extra':
     case 'misplaced':
-      return { order: 0, sql: `DELETE FROM ${ref} WHERE ${pkEquals(t, d.pk)};` };
-    case 'different': {
-      if (!d.sourceRow || !d.columns) return undefined;
-      const set = d.columns.map((name) => {
-        const i = t.columns.findIndex((c) => c.name === name);
-        return `${q(name)} = ${literal(t.columns[i]!, d.sourceRow![i] ?? null)}`;
-      });
-      return { order: 1, sql: `UPDATE ${ref} SET ${set.join(', ')} WHERE ${pkEquals(t, d.pk)};` };
-    }
-    case 'missing': {
-      if (!d.sourceRow) return undefined;
-      const vals = t.columns.map((c, i) => literal(c, d.sourceRow![i] ?? null));
-      return { order: 2, sql: `INSERT INTO ${ref} (${t.sql.columns}) VALUES (${vals.join(', ')});` };
-    }
+      return [del];
+    case 'different':
+      // The target's row is deleted by its own key bytes (d.pk), the source's image inserted.
+      return d.sourceRow ? [del, insert(d.sourceRow)] : [];
+    case 'missing':
+      return d.sourceRow ? [insert(d.sourceRow)] : [];
   }
 }
 
@@ -59,14 +55,14 @@ export function renderFixSql(input: FixSqlInput): FixSql {
   for (const d of input.diffs) {
     const role = input.shards.get(d.shard);
     if (!role) continue;
-    const s = statement(d, role.database);
-    if (!s) continue;
+    const s = repairsOf(d, role.database);
+    if (s.length === 0) continue;
     let list = byShard.get(d.shard);
     if (!list) {
       list = [];
       byShard.set(d.shard, list);
     }
-    list.push(s);
+    list.push(...s);
   }
   const lines = [
     `-- reshard verify: repairs for job ${input.jobName}, run ${input.runId}, generated ${input.generatedAt}`,
@@ -85,10 +81,11 @@ export function renderFixSql(input: FixSqlInput): FixSql {
       `-- server: ${describeEndpoint(role.shard.endpoint)}`,
       // TIMESTAMP values were read in UTC; their literals are read in the session time zone.
       "SET time_zone = '+00:00';",
+      'SET foreign_key_checks = 0;',
       'START TRANSACTION;',
     );
     for (const s of list) lines.push(s.sql);
-    lines.push('COMMIT;');
+    lines.push('COMMIT;', 'SET foreign_key_checks = 1;');
     statements += list.length;
   }
   if (statements === 0) lines.push('', '-- nothing to repair');

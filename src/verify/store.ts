@@ -173,7 +173,13 @@ export interface Unresolved {
   lost: boolean;
 }
 
-/** What runs after `afterRunId` found wrong: an incremental run re-checks it even if nothing changed there. */
+/**
+ * What runs found wrong that the clean run `afterRunId` (the base) may not have looked at: every
+ * run started after it, and every mismatch that finished after it started. Runs overlap (a long
+ * full verify beside a scheduled incremental one): a run started earlier can report a difference
+ * after a later one finished clean, and ordering by run id alone forgot it. An incremental run
+ * re-checks these even if nothing changed there.
+ */
 export async function unresolvedSince(
   conn: Connection,
   jobId: number,
@@ -181,8 +187,10 @@ export async function unresolvedSince(
 ): Promise<Unresolved> {
   const out: Unresolved = { buckets: [], keys: new Map(), uncovered: new Set(), lost: false };
   const [runs] = await conn.query<RowDataPacket[]>(
-    `SELECT run_id, state, detail FROM ${RUNS} WHERE job_id = ? AND run_id > ?`,
-    [jobId, afterRunId],
+    `SELECT run_id, state, detail FROM ${RUNS}
+      WHERE job_id = ? AND (run_id > ? OR (state = 'mismatch' AND finished_at >=
+            (SELECT started_at FROM ${RUNS} WHERE job_id = ? AND run_id = ?)))`,
+    [jobId, afterRunId, jobId, afterRunId],
   );
   if (runs.length === 0) return out;
   for (const r of runs)
@@ -199,8 +207,8 @@ export async function unresolvedSince(
     }
   }
   const [rows] = await conn.query<RowDataPacket[]>(
-    `SELECT DISTINCT run_id, table_name, bucket FROM ${BUCKETS} WHERE job_id = ? AND run_id > ?`,
-    [jobId, afterRunId],
+    `SELECT DISTINCT run_id, table_name, bucket FROM ${BUCKETS} WHERE job_id = ? AND run_id IN (?)`,
+    [jobId, [...details.keys()]],
   );
   for (const r of rows) {
     const d = details.get(Number(r.run_id));

@@ -42,6 +42,13 @@ export interface VerifyTable {
    * temporal values compare by collation or value).
    */
   exactPk: boolean;
+  /**
+   * Why a SELECT may print a primary-key value otherwise than the tailer records it (undefined:
+   * it prints the same text): ZEROFILL integers and YEAR print with leading zeros, BINARY(n) with
+   * the 0x00 padding the binlog leaves out, BIT as bytes. The change ids of such keys (hashes of
+   * the recorded text) flag other buckets than the rows'; exact key lookups still match by value.
+   */
+  keyPrintsOtherwise?: string | undefined;
   /** Canonical column definitions: every shard must show the same. */
   shape: string[];
   sql: {
@@ -88,6 +95,16 @@ export function verifyTableFrom(def: TableDefinition, spec: TableSpec): VerifyTa
   }
   const keyCol = cols[shardKey]!;
   const exactPk = pk.every((i) => isIntegerType(cols[i]!) && !/\bzerofill\b/i.test(cols[i]!.type));
+  const keyPrintsOtherwise = pk
+    .map((i) => cols[i]!)
+    .map((c) =>
+      /\bzerofill\b/i.test(c.type)
+        ? `${c.name} is ZEROFILL`
+        : c.dataType === 'year' || c.dataType === 'binary' || c.dataType === 'bit'
+          ? `${c.name} is ${c.dataType.toUpperCase()}`
+          : undefined,
+    )
+    .find((r) => r !== undefined);
   const keyKind = isIntegerType(keyCol) ? 'int' : isBinaryType(keyCol) ? 'binary' : 'string';
   const pkExprs = pk.map((i) => {
     const c = columns[i]!;
@@ -103,6 +120,7 @@ export function verifyTableFrom(def: TableDefinition, spec: TableSpec): VerifyTa
     shardKey,
     keyKind,
     exactPk,
+    keyPrintsOtherwise,
     shape: cols.map((c) => `${c.name} ${columnSql(c)}`).concat(`PRIMARY KEY (${def.primaryKey.join(', ')})`),
     sql: {
       columns: qcols(names),
