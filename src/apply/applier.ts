@@ -219,12 +219,35 @@ function uniqueConflictError(message: string, key: string, cause?: unknown): Pre
   });
 }
 
+/**
+ * Most bytes of row values one statement carries, as its text will hold them (a run is one
+ * statement). Binary values travel as hex (twice their size), and a source transaction can hold
+ * rows of many megabytes: 70 rows of a 1 MB BLOB made one 140 MB INSERT, which every server
+ * refuses (max_allowed_packet, 16 MB by default on MariaDB, 64 MB on MySQL 8), so the tailer
+ * stopped on that transaction for good. Runs are cut at this size; they still commit together.
+ */
+export const RUN_MAX_BYTES = 4 << 20;
+
+/** The size of a row's values in a statement, over-estimated: hex for bytes, 3 bytes per UTF-16 unit. */
+function statementBytes(row: Row): number {
+  let n = 16;
+  for (const v of row) {
+    if (v === null) n += 5;
+    else if (Buffer.isBuffer(v)) n += 2 * v.length + 4;
+    else if (typeof v === 'string') n += 3 * v.length + 3;
+    else n += 24;
+  }
+  return n;
+}
+
 /** Split ops into runs of one kind on one table with distinct primary keys (order preserved). */
-function* runs(ops: RowOp[]): Generator<RowOp[]> {
+function* runs(ops: RowOp[], maxBytes = RUN_MAX_BYTES): Generator<RowOp[]> {
   let run: RowOp[] = [];
   let seen = new Set<string>();
+  let bytes = 0;
   for (const op of ops) {
     const k = tupleKey(op.table.pk.map((i) => op.row[i] ?? null));
+    const size = statementBytes(op.row);
     const head = run[0];
     if (
       head &&
@@ -232,14 +255,17 @@ function* runs(ops: RowOp[]): Generator<RowOp[]> {
         head.table !== op.table ||
         head.source !== op.source ||
         seen.has(k) ||
-        run.length >= 1000)
+        run.length >= 1000 ||
+        bytes + size > maxBytes)
     ) {
       yield run;
       run = [];
       seen = new Set();
+      bytes = 0;
     }
     run.push(op);
     seen.add(k);
+    bytes += size;
   }
   if (run.length) yield run;
 }

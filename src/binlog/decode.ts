@@ -11,7 +11,9 @@
  *     so 1900 always means 0);
  *   - an ENUM's error value (index 0, stored as '' in non-strict mode) arrives as undefined;
  *   - a negative TIME whose seconds are 0 (and no fraction) arrives uncarried: -00:01:00 as
- *     -00:00:64, -12:00:00 as -11:63:64 (see fixTime).
+ *     -00:00:64, -12:00:00 as -11:63:64 (see fixTime);
+ *   - latin1 text is read byte for byte (source.ts names it ISO-8859-1 to zongji) and mapped as
+ *     MariaDB maps it (latin1Text): zongji's Windows-1252 lost five bytes.
  * Anything else that is not an exact `Value` (geometry objects, undefined from an unsupported
  * type) stops the tailer rather than writing a wrong value.
  */
@@ -78,7 +80,30 @@ export function fixTime(v: unknown): unknown {
   return `${m[1]}${two(packed >> 12)}:${two((packed >> 6) & 63)}:${two(packed & 63)}${m[5] ?? ''}`;
 }
 
-function fixFor(dataType: string): Fix {
+/**
+ * The name source.ts gives latin1 columns in zongji's table map, so that zongji decodes them as
+ * ISO-8859-1 (iconv-lite's name): byte b → U+00bb, nothing lost.
+ */
+export const LATIN1_AS_BYTES = 'iso88591';
+
+/**
+ * MariaDB's latin1 is Windows-1252, except that the five bytes 1252 leaves undefined (0x81, 0x8D,
+ * 0x8F, 0x90, 0x9D) are the C1 controls U+0081 … U+009D. Bytes 0x80–0x9F, as MariaDB reads them.
+ */
+const LATIN1_80_9F = [
+  0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160, 0x2039, 0x152, 0x8d,
+  0x17d, 0x8f, 0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x2dc, 0x2122, 0x161, 0x203a,
+  0x153, 0x9d, 0x17e, 0x178,
+];
+
+/** latin1 text read as ISO-8859-1 (one character per byte) → the text MariaDB's latin1 holds. */
+export function latin1Text(v: unknown): unknown {
+  if (typeof v !== 'string' || !/[\u0080-\u009f]/.test(v)) return v;
+  return v.replace(/[\u0080-\u009f]/g, (ch) => String.fromCharCode(LATIN1_80_9F[ch.charCodeAt(0) - 0x80]!));
+}
+
+function fixFor(dataType: string, charset: string | null): Fix {
+  if (charset === 'latin1' && dataType !== 'enum' && dataType !== 'set') return latin1Text;
   if (dataType === 'year') return (v) => (v === 1900 ? 0 : v);
   if (dataType === 'time') return fixTime;
   if (dataType === 'enum') return (v) => (v === undefined ? '' : v);
@@ -101,7 +126,10 @@ function exact(v: unknown, table: string, column: string): Value {
 export function targetTable(def: TableDefinition, spec: TableSpec): TargetTable {
   const meta = tableMetaFromDefinition(def, spec);
   const byName = new Map(def.columns.map((c) => [c.name, c]));
-  const fixes: Fix[] = meta.columns.map((n) => fixFor(byName.get(n)!.dataType));
+  const fixes: Fix[] = meta.columns.map((n) => {
+    const c = byName.get(n)!;
+    return fixFor(c.dataType, c.charset?.toLowerCase() ?? null);
+  });
   const label = `${def.database}.${def.table}`;
   // Row images carry every column, generated ones included (binlog_row_image=FULL).
   const allColumns = def.columns.length;

@@ -31,6 +31,7 @@ import ZongJi, {
 } from '@vlasky/zongji';
 import type { ConnectionOptions } from 'mysql2';
 import { classifyDdl, trackedTablesTouched } from './ddl.js';
+import { LATIN1_AS_BYTES } from './decode.js';
 import type { BinlogPosition, Flavor } from './position.js';
 
 /** A row image as zongji decodes it: column name → exact value (see decode.ts). */
@@ -551,6 +552,7 @@ export class ZongjiSource implements ChangeSource {
     }
     if (is(e, 'TableMap')) {
       this.txnEvents++;
+      readLatin1AsBytes(e);
       return;
     }
     if (is(e, 'WriteRows') || is(e, 'DeleteRows') || is(e, 'UpdateRows')) {
@@ -732,4 +734,18 @@ export class ZongjiSource implements ChangeSource {
       });
     }
   }
+}
+
+/**
+ * zongji decodes MariaDB's latin1 as Windows-1252, which has no character for the bytes 0x81,
+ * 0x8D, 0x8F, 0x90 and 0x9D: they came out as U+FFFD, the target refused the text (1366) and the
+ * tailer stopped on that row at every re-run, where the copy (the server converts) moved it.
+ * Runs synchronously on the TableMap event, before zongji parses the rows that use it: its latin1
+ * columns are read as ISO-8859-1 instead (one character per byte, nothing lost), and decode.ts
+ * maps the 32 bytes where the two differ as MariaDB does (`latin1Text`).
+ */
+function readLatin1AsBytes(e: AnyBinlogEvent): void {
+  const map = (e as unknown as { tableMap?: Record<number, { columns?: { charset?: string | null }[] }> })
+    .tableMap?.[(e as unknown as { tableId: number }).tableId];
+  for (const c of map?.columns ?? []) if (c.charset === 'latin1') c.charset = LATIN1_AS_BYTES;
 }
