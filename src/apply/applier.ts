@@ -64,7 +64,15 @@ export interface ApplierOptions {
   attempts?: number;
   /** Most characters of statements sent in one packet (default `HELD_MAX_CHARS`; tests lower it). */
   maxHeldChars?: number;
+  /**
+   * The tailer's: `source`'s rows parked on these tables, to be promoted once their primary key
+   * has come free on the target without a delete through this applier (see promoteFreed).
+   */
+  freedParked?: { source: string; tables: () => readonly TableMeta[] };
 }
+
+/** How often (at most) an applier looks for parked rows whose key came free (promoteFreed). */
+const FREED_CHECK_MS = 1000;
 
 /**
  * 2: apply_positions is keyed by (job, source, target). Version 1 keyed it by (job, source) only,
@@ -275,6 +283,9 @@ const STRICT_MODE = "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_
 export class TargetApplier {
   private conn: Connection | undefined;
   private readonly meta: string;
+  private lastFreedCheck = 0;
+  /** This applier's source may have rows parked here (unknown at start; see promoteFreed). */
+  private mayHaveParked = true;
 
   constructor(private readonly opts: ApplierOptions) {
     this.meta = q(opts.metaDb);
@@ -349,6 +360,11 @@ export class TargetApplier {
           for (const run of runs(ops)) {
             if (run[0]!.kind === 'upsert') await this.upsertRun(st, run, stats);
             else await this.deleteRun(st, run, stats);
+          }
+          if (stats.parked > 0) this.mayHaveParked = true;
+          if (this.freedCheckDue()) {
+            this.lastFreedCheck = Date.now();
+            this.mayHaveParked = await this.promoteFreed(st, stats);
           }
           if (position) {
             await st.write(
@@ -575,6 +591,102 @@ export class TargetApplier {
     }
   }
 
+  /**
+   * A look for parked rows whose key came free is due (promoteFreed): the tailer's worker, idle,
+   * commits its unchanged position for it. `force`: now, however recent the last look.
+   */
+  freedCheckDue(force = false): boolean {
+    return (
+      this.opts.freedParked !== undefined &&
+      this.mayHaveParked &&
+      (force || Date.now() - this.lastFreedCheck >= FREED_CHECK_MS)
+    );
+  }
+
+  /**
+   * Make parked rows the live rows of their keys (the caller knows each key is free and holds it
+   * locked): the first parked per key, in `parked_at` order. Each is new to the target, so on a
+   * table with a UNIQUE key it goes in by plain INSERT (see upsertRun), after its own source's
+   * clashing rows are cleared.
+   */
+  private async promote(
+    st: Statements,
+    t: TableMeta,
+    parked: RowDataPacket[],
+    stats: ApplyStats,
+  ): Promise<void> {
+    const promote = new Map<string, { source: string; image: string; hash: Buffer }>();
+    for (const p of parked) {
+      const k = (p.pk_hash as Buffer).toString('hex');
+      if (!promote.has(k))
+        promote.set(k, { source: String(p.source), image: String(p.image), hash: p.pk_hash as Buffer });
+    }
+    if (promote.size === 0) return;
+    if (t.secondaryUnique)
+      for (const src of new Set([...promote.values()].map((p) => p.source)))
+        await this.clearUniqueClashes(
+          st,
+          t,
+          [...promote.values()].filter((p) => p.source === src).map((p) => decodeImage(p.image)),
+          src,
+        );
+    await this.writeRows(
+      st,
+      t,
+      [...promote.values()].map((p) => decodeImage(p.image)),
+      !t.secondaryUnique,
+    );
+    for (const p of promote.values()) {
+      await st.write(
+        `DELETE FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND pk_hash = ? AND source = ?`,
+        [this.opts.jobId, t.database, t.name, p.hash, p.source],
+      );
+    }
+    stats.promoted += promote.size;
+  }
+
+  /**
+   * Rows of `freedParked.source` parked against a live row whose key is free now, promoted. A
+   * parked row waits for its key's row to be deleted through an applier of that row's source,
+   * which then promotes it (deleteRun). On an in-place shard (the same database on both sides)
+   * no such delete ever comes: the application deletes the row in the very table the tailer
+   * writes, and that shard's own stream carries no change of a row whose segment stays. An order
+   * moved from a staying user to a moved one (insert on the new shard, then delete on the old)
+   * stayed parked for good: missing on its new owner (and, in reverse, on the old one, so a
+   * rollback was refused). A key found free under a locking read (which also holds the gap
+   * against a concurrent insert) is the state a delete through deleteRun would have left. Returns
+   * whether any of the source's rows were parked (promoted now or not).
+   */
+  private async promoteFreed(st: Statements, stats: ApplyStats): Promise<boolean> {
+    const { source, tables } = this.opts.freedParked!;
+    let left = false;
+    for (const t of tables()) {
+      if (t.shardKeyInPk) continue; // such a key is never held by two sources: nothing parks
+      const mine = await st.read(
+        `SELECT pk_hash, image FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND source = ? ORDER BY pk_hash LIMIT 500`,
+        [this.opts.jobId, t.database, t.name, source],
+        false,
+      );
+      if (mine.length === 0) continue;
+      left = true;
+      const found = await this.existing(
+        st,
+        t,
+        mine.map((p) => decodeImage(String(p.image))),
+      );
+      const free = mine.filter((_, idx) => !found.has(idx));
+      if (free.length === 0) continue;
+      // Every row parked under a free key (any source), locked, in order: the first is promoted.
+      const all = await st.read(
+        `SELECT pk_hash, source, image FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND pk_hash IN (${free.map(() => '?').join(', ')}) ORDER BY pk_hash, parked_at FOR UPDATE`,
+        [this.opts.jobId, t.database, t.name, ...free.map((p) => p.pk_hash as Buffer)],
+        false,
+      );
+      await this.promote(st, t, all, stats);
+    }
+    return left;
+  }
+
   private async deleteRun(st: Statements, run: RowOp[], stats: ApplyStats): Promise<void> {
     const t = run[0]!.table;
     const source = run[0]!.source;
@@ -616,38 +728,7 @@ export class TargetApplier {
         [this.opts.jobId, t.database, t.name, ...delHashes],
         false,
       );
-      const promote = new Map<string, { source: string; image: string; hash: Buffer }>();
-      for (const p of parked) {
-        const k = (p.pk_hash as Buffer).toString('hex');
-        if (!promote.has(k))
-          promote.set(k, { source: String(p.source), image: String(p.image), hash: p.pk_hash as Buffer });
-      }
-      if (promote.size) {
-        // The primary key's row was just deleted: each promoted row is new to the target, so on
-        // a table with a UNIQUE key it goes in by plain INSERT (see upsertRun), after its own
-        // source's clashing rows are cleared.
-        if (t.secondaryUnique)
-          for (const src of new Set([...promote.values()].map((p) => p.source)))
-            await this.clearUniqueClashes(
-              st,
-              t,
-              [...promote.values()].filter((p) => p.source === src).map((p) => decodeImage(p.image)),
-              src,
-            );
-        await this.writeRows(
-          st,
-          t,
-          [...promote.values()].map((p) => decodeImage(p.image)),
-          !t.secondaryUnique,
-        );
-        for (const p of promote.values()) {
-          await st.write(
-            `DELETE FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND pk_hash = ? AND source = ?`,
-            [this.opts.jobId, t.database, t.name, p.hash, p.source],
-          );
-        }
-        stats.promoted += promote.size;
-      }
+      await this.promote(st, t, parked, stats);
     }
     if (clear.length) {
       await st.write(

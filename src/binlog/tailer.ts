@@ -259,6 +259,8 @@ class Worker {
   appliedOps = 0;
   lastCommitAt = Date.now();
   flushWanted = false;
+  /** The look for freed parked keys made on stopping (run once). */
+  private finalFreedCheck = false;
   stopping = false;
   failed: unknown;
   private wakeUp: (() => void) | undefined;
@@ -402,6 +404,14 @@ class Worker {
         await this.commit([], latest);
         continue;
       }
+      // Rows this source parked may have had their key freed by a write no stream carries (an
+      // in-place shard's own application): looked for once a second while idle, and once more
+      // before stopping (TargetApplier.promoteFreed).
+      if (this.committed && this.applier.freedCheckDue(this.stopping && !this.finalFreedCheck)) {
+        this.finalFreedCheck ||= this.stopping;
+        await this.commit([], this.committed);
+        continue;
+      }
       if (this.stopping) return;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, DEFAULTS.idleFlushMs);
@@ -521,6 +531,10 @@ class Pipeline {
         sourceOwnerOf: t.sourceOwnerOf,
         connect: () => connect(target.endpoint, `target ${target.name}`, { multipleStatements: true }),
         attempts: 30,
+        freedParked: {
+          source: this.name,
+          tables: () => [...(this.targetTables.get(target.name)?.values() ?? [])].map((tt) => tt.meta),
+        },
       });
       await applier.open();
       const w = new Worker(target.name, target, applier, this);
