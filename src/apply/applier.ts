@@ -343,12 +343,13 @@ export class TargetApplier {
    * Apply `ops` (and record `position`) in one transaction; retried as a whole on conflicts.
    * `beforeCommit` is awaited inside the transaction, after every write and before COMMIT (on
    * each attempt): for work that must be durable before this transaction is, which then
-   * overlaps the writes instead of preceding them.
+   * overlaps the writes instead of preceding them. `lookForFreed`: look for parked rows whose
+   * key came free (promoteFreed) in this transaction, however recent the last look.
    */
   async apply(
     ops: RowOp[],
     position?: ApplyPosition,
-    opts: { beforeCommit?: () => Promise<void> } = {},
+    opts: { beforeCommit?: () => Promise<void>; lookForFreed?: boolean } = {},
   ): Promise<ApplyStats> {
     return withRetry(
       async () => {
@@ -362,7 +363,7 @@ export class TargetApplier {
             else await this.deleteRun(st, run, stats);
           }
           if (stats.parked > 0) this.mayHaveParked = true;
-          if (this.freedCheckDue()) {
+          if (this.freedCheckDue(opts.lookForFreed)) {
             this.lastFreedCheck = Date.now();
             this.mayHaveParked = await this.promoteFreed(st, stats);
           }
@@ -661,30 +662,50 @@ export class TargetApplier {
     const { source, tables } = this.opts.freedParked!;
     let left = false;
     for (const t of tables()) {
-      if (t.shardKeyInPk) continue; // such a key is never held by two sources: nothing parks
-      const mine = await st.read(
-        `SELECT pk_hash, image FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND source = ? ORDER BY pk_hash LIMIT 500`,
-        [this.opts.jobId, t.database, t.name, source],
-        false,
-      );
-      if (mine.length === 0) continue;
-      left = true;
-      const found = await this.existing(
-        st,
-        t,
-        mine.map((p) => decodeImage(String(p.image))),
-      );
-      const free = mine.filter((_, idx) => !found.has(idx));
-      if (free.length === 0) continue;
-      // Every row parked under a free key (any source), locked, in order: the first is promoted.
-      const all = await st.read(
-        `SELECT pk_hash, source, image FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND pk_hash IN (${free.map(() => '?').join(', ')}) ORDER BY pk_hash, parked_at FOR UPDATE`,
-        [this.opts.jobId, t.database, t.name, ...free.map((p) => p.pk_hash as Buffer)],
-        false,
-      );
-      await this.promote(st, t, all, stats);
+      // A key with the shard key in it is never held by two sources: nothing parks. A character
+      // key is parked under the bytes of the row it waited for, and cleared by the bytes of the
+      // image that replaces it: 'abc' and 'ABC' are one row but two slots, so a slot found free
+      // may hold an image its source has since overwritten and deleted. Such tables keep waiting
+      // for a delete through the applier (an in-place move of a row keyed by text stays parked).
+      if (t.shardKeyInPk || !t.pkBytes) continue;
+      let after: Buffer | undefined;
+      for (;;) {
+        const page = await st.read(
+          `SELECT pk_hash, image FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND source = ?${after ? ' AND pk_hash > ?' : ''} ORDER BY pk_hash LIMIT 500`,
+          [this.opts.jobId, t.database, t.name, source, ...(after ? [after] : [])],
+          false,
+        );
+        if (page.length === 0) break;
+        left = true;
+        after = page[page.length - 1]!.pk_hash as Buffer;
+        await this.promoteFreedPage(st, t, page, stats);
+        if (page.length < 500) break;
+      }
     }
     return left;
+  }
+
+  /** One page of a source's parked rows: those whose key is free now, promoted (promoteFreed). */
+  private async promoteFreedPage(
+    st: Statements,
+    t: TableMeta,
+    mine: RowDataPacket[],
+    stats: ApplyStats,
+  ): Promise<void> {
+    const found = await this.existing(
+      st,
+      t,
+      mine.map((p) => decodeImage(String(p.image))),
+    );
+    const free = mine.filter((_, idx) => !found.has(idx));
+    if (free.length === 0) return;
+    // Every row parked under a free key (any source), locked, in order: the first is promoted.
+    const all = await st.read(
+      `SELECT pk_hash, source, image FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND pk_hash IN (${free.map(() => '?').join(', ')}) ORDER BY pk_hash, parked_at FOR UPDATE`,
+      [this.opts.jobId, t.database, t.name, ...free.map((p) => p.pk_hash as Buffer)],
+      false,
+    );
+    await this.promote(st, t, all, stats);
   }
 
   private async deleteRun(st: Statements, run: RowOp[], stats: ApplyStats): Promise<void> {
@@ -722,13 +743,26 @@ export class TargetApplier {
       const w = this.pkWhere(t, del);
       await st.write(`DELETE FROM ${t.sql.table} WHERE ${w.sql}`, w.params, counted);
       // Another source may have parked a row under one of these keys while we held it: it is
-      // the live row now.
+      // the live row now. A row this source parked there itself is older than the delete that
+      // its stream just sent: dropped, never promoted (the copy's bulk load can write a row
+      // into a key freed in place while that row's earlier image is still parked).
       const parked = await st.read(
         `SELECT pk_hash, source, image FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND pk_hash IN (${delHashes.map(() => '?').join(', ')}) ORDER BY pk_hash, parked_at FOR UPDATE`,
         [this.opts.jobId, t.database, t.name, ...delHashes],
         false,
       );
-      await this.promote(st, t, parked, stats);
+      const own = parked.filter((p) => String(p.source) === source);
+      if (own.length)
+        await st.write(
+          `DELETE FROM ${this.meta}.parked_rows WHERE job_id = ? AND db = ? AND tbl = ? AND source = ? AND pk_hash IN (${own.map(() => '?').join(', ')})`,
+          [this.opts.jobId, t.database, t.name, source, ...own.map((p) => p.pk_hash as Buffer)],
+        );
+      await this.promote(
+        st,
+        t,
+        parked.filter((p) => String(p.source) !== source),
+        stats,
+      );
     }
     if (clear.length) {
       await st.write(

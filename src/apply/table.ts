@@ -7,6 +7,7 @@ import { q, qcols, qt } from '../db/quote.js';
 import { UsageError } from '../errors.js';
 import type { RouteKey } from '../plan/router.js';
 import {
+  INTEGER_TYPES,
   isBinaryType,
   isIntegerType,
   refuseUnsupportedColumns,
@@ -32,6 +33,12 @@ export interface TableMeta {
    */
   shardKeyInPk: boolean;
   /**
+   * Every primary-key column compares by its bytes (integers, DECIMAL, temporal, BINARY,
+   * VARBINARY, BIT): two images are the same row exactly when their key values are equal. Not
+   * for character columns, where a collation makes 'abc', 'ABC' and 'abc ' one row.
+   */
+  pkBytes: boolean;
+  /**
    * The table has a UNIQUE key besides the primary key. An upsert of a row new to the target
    * then must not be INSERT … ON DUPLICATE KEY UPDATE: a clash on that key would update the
    * other row, primary key included, and lose it (see the applier's upsertRun).
@@ -50,6 +57,20 @@ export interface TableMeta {
   sql: { table: string; columns: string; select: string; pkColumns: string; shardKey: string };
 }
 
+/** Column types whose values compare by their bytes (TableMeta.pkBytes). */
+const BYTE_KEY_TYPES: ReadonlySet<string> = new Set([
+  ...INTEGER_TYPES,
+  'decimal',
+  'date',
+  'datetime',
+  'timestamp',
+  'time',
+  'year',
+  'binary',
+  'varbinary',
+  'bit',
+]);
+
 /** Character sets whose bytes for any key are its UTF-8 bytes. */
 const UTF8_BYTES = new Set(['utf8mb4', 'utf8mb3', 'utf8', 'ascii']);
 
@@ -60,6 +81,9 @@ const UTF8_BYTES = new Set(['utf8mb4', 'utf8mb3', 'utf8', 'ascii']);
  * charsets are converted first; binary strings and numbers are used as they are.
  */
 function shardKeyExpr(c: TableDefinition['columns'][number]): string {
+  // A ZEROFILL integer is text with leading zeros to CRC32() and CAST(… AS BINARY): '000042',
+  // where the router hashes and compares 42. ZEROFILL implies UNSIGNED.
+  if (/\bzerofill\b/i.test(c.type)) return `CAST(${q(c.name)} AS UNSIGNED)`;
   if (c.charset === null || UTF8_BYTES.has(c.charset.toLowerCase())) return q(c.name);
   return `CONVERT(${q(c.name)} USING utf8mb4)`;
 }
@@ -85,7 +109,13 @@ export function tableMetaFromDefinition(def: TableDefinition, spec: TableSpec): 
     );
   }
   const keyCol = cols[shardKey]!;
-  const keyKind = isIntegerType(keyCol) ? 'int' : isBinaryType(keyCol) ? 'binary' : 'string';
+  // BIT arrives as bytes (a Buffer): routed by them, as verify routes the bytes it reads. As a
+  // string its bytes 0x80 and above became U+FFFD and went to another owner.
+  const keyKind = isIntegerType(keyCol)
+    ? 'int'
+    : isBinaryType(keyCol) || keyCol.dataType === 'bit'
+      ? 'binary'
+      : 'string';
   return {
     database: def.database,
     name: def.table,
@@ -93,6 +123,7 @@ export function tableMetaFromDefinition(def: TableDefinition, spec: TableSpec): 
     pk,
     shardKey,
     shardKeyInPk: pk.includes(shardKey),
+    pkBytes: pk.every((i) => BYTE_KEY_TYPES.has(cols[i]!.dataType)),
     secondaryUnique: def.uniqueKeys.length > 0,
     uniqueKeys: def.uniqueKeys
       .map((k) => ({ name: k.name, columns: k.columns.map((c) => columns.indexOf(c.name)) }))

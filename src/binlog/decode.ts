@@ -27,24 +27,6 @@ import type { RawImage } from './source.js';
 
 type Fix = ((v: unknown) => unknown) | undefined;
 
-const EXACT_KEY_TYPES = new Set([
-  'tinyint',
-  'smallint',
-  'mediumint',
-  'int',
-  'integer',
-  'bigint',
-  'decimal',
-  'date',
-  'datetime',
-  'timestamp',
-  'time',
-  'year',
-  'binary',
-  'varbinary',
-  'bit',
-]);
-
 export interface TargetTable {
   meta: TableMeta;
   /**
@@ -56,6 +38,8 @@ export interface TargetTable {
   pkExact: boolean;
   /** Image → row in `meta.columns` order. Throws when the image does not fit the table. */
   decode(img: RawImage): Row;
+  /** The shard-key column's value of an image, corrected as `decode` corrects it. */
+  shardKeyValue(img: RawImage): unknown;
 }
 
 /**
@@ -154,11 +138,15 @@ export function targetTable(def: TableDefinition, spec: TableSpec): TargetTable 
   // A secondary UNIQUE key makes the order of operations on *different* rows matter: swapping two
   // rows' unique values goes through a third value in the source, and applying the final images
   // out of order (what the exact reduction does) collides on the key, on every retry.
-  const pkExact =
-    def.uniqueKeys.length === 0 && meta.pk.every((i) => EXACT_KEY_TYPES.has(byName.get(names[i]!)!.dataType));
+  const pkExact = def.uniqueKeys.length === 0 && meta.pkBytes;
+  const keyName = names[meta.shardKey]!;
+  const keyFix = fixes[meta.shardKey];
   return {
     meta,
     pkExact,
+    // Routed by the same value the row is written with: a latin1 key read byte for byte ('€' as
+    // U+0080) went to the owner of other bytes than copy and verify route by.
+    shardKeyValue: (img) => (keyFix ? keyFix(img[keyName]) : img[keyName]),
     decode(img) {
       // A column the target lacks would be dropped silently: count every image's columns (no
       // allocation); names are compared in full when the count differs or a value is missing.
@@ -183,5 +171,5 @@ export function targetTable(def: TableDefinition, spec: TableSpec): TargetTable 
 /** The routing key of an image's shard-key column (NULL is an error: such a row has no owner). */
 export function imageKey(t: TargetTable, img: RawImage): RouteKey {
   const col = t.meta.columns[t.meta.shardKey]!;
-  return routeKeyOf(t.meta, exact(img[col], `${t.meta.database}.${t.meta.name}`, col));
+  return routeKeyOf(t.meta, exact(t.shardKeyValue(img), `${t.meta.database}.${t.meta.name}`, col));
 }

@@ -261,6 +261,12 @@ class Worker {
   flushWanted = false;
   /** The look for freed parked keys made on stopping (run once). */
   private finalFreedCheck = false;
+  /**
+   * Rounds of looks for freed parked keys asked for (settleFreed) and made: a caller waiting
+   * for the tailer to catch up waits for one made after it asked.
+   */
+  freedAsked = 0;
+  freedDone = 0;
   stopping = false;
   failed: unknown;
   private wakeUp: (() => void) | undefined;
@@ -284,6 +290,17 @@ class Worker {
     const w = this.wakeUp;
     this.wakeUp = undefined;
     w?.();
+  }
+
+  /**
+   * Ask for a look for freed parked keys now (TargetApplier.promoteFreed); the round it will be
+   * done in is returned (`freedDone` reaches it). No stream event says such a key came free, so
+   * a catch-up that ended at positions alone could leave the row missing for up to a second.
+   */
+  settleFreed(): number {
+    this.freedAsked++;
+    this.wake();
+    return this.freedAsked;
   }
 
   /** Resolves when the queue has room (or the worker failed). */
@@ -319,6 +336,7 @@ class Worker {
     ops: RowOp[],
     position: BinlogPosition,
     recorded: readonly Promise<void>[] = [],
+    lookForFreed = false,
   ): Promise<void> {
     const pos: ApplyPosition = {
       source: this.p.posKey,
@@ -345,7 +363,10 @@ class Worker {
         );
       }
     };
-    await this.applier.apply(ops, pos, recorded.length > 0 ? { beforeCommit } : {});
+    await this.applier.apply(ops, pos, {
+      ...(recorded.length > 0 ? { beforeCommit } : {}),
+      ...(lookForFreed ? { lookForFreed } : {}),
+    });
     this.committed = position;
     this.lastCommitAt = Date.now();
   }
@@ -407,11 +428,16 @@ class Worker {
       // Rows this source parked may have had their key freed by a write no stream carries (an
       // in-place shard's own application): looked for once a second while idle, and once more
       // before stopping (TargetApplier.promoteFreed).
-      if (this.committed && this.applier.freedCheckDue(this.stopping && !this.finalFreedCheck)) {
+      const asked = this.freedAsked;
+      const forced = asked > this.freedDone || (this.stopping && !this.finalFreedCheck);
+      if (this.committed && this.applier.freedCheckDue(forced)) {
         this.finalFreedCheck ||= this.stopping;
-        await this.commit([], this.committed);
+        await this.commit([], this.committed, [], forced);
+        this.freedDone = asked;
         continue;
       }
+      // Nothing parked (or nothing committed yet): the asked rounds have nothing to look for.
+      this.freedDone = asked;
       if (this.stopping) return;
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, DEFAULTS.idleFlushMs);
@@ -1087,13 +1113,18 @@ class Pipeline {
   /** Resolves once every worker committed at least `pos` (the stream read past it). */
   async waitFor(pos: BinlogPosition, deadline: number): Promise<void> {
     for (const w of this.workers.values()) w.flushWanted = true;
+    let rounds: Map<Worker, number> | undefined;
     try {
       for (;;) {
         this.tailer.throwIfFailed();
         const latest = this.latest;
         if (latest && comparePositions(latest.position, pos) >= 0) {
           for (const w of this.workers.values()) w.wake();
-          if ([...this.workers.values()].every((w) => w.reached(pos))) return;
+          if ([...this.workers.values()].every((w) => w.reached(pos))) {
+            // Positions reached; then one look for parked rows whose key came free (in place).
+            rounds ??= new Map([...this.workers.values()].map((w) => [w, w.settleFreed()]));
+            if ([...rounds].every(([w, r]) => w.freedDone >= r)) return;
+          }
         }
         if (Date.now() > deadline) {
           throw new RetriesExhaustedError(

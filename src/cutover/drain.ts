@@ -235,8 +235,14 @@ export class Drainer {
       failed = e;
     });
     // The in-process tailer flushes idle positions at once while someone waits for them (its own
-    // timeout or failure surfaces through `done` or our deadline, not here).
-    this.handle?.waitCaughtUp({ timeoutMs: Math.max(1, deadline - Date.now()) }).catch(() => undefined);
+    // timeout or failure surfaces through `done` or our deadline, not here), and, once there,
+    // promotes parked rows whose key came free in place (TargetApplier.promoteFreed), which no
+    // position shows: the drain ends when that is done too. (A tailer in another process looks
+    // once a second by itself.)
+    const caughtUp = this.handle
+      ?.waitCaughtUp({ timeoutMs: Math.max(1, deadline - Date.now()) })
+      .then(() => undefined)
+      .catch(() => undefined);
     for (;;) {
       if (failed !== undefined) throw failed;
       const still: Pair[] = [];
@@ -247,7 +253,11 @@ export class Drainer {
         }),
       );
       pending = still;
-      if (pending.length === 0) return Date.now() - t0;
+      if (pending.length === 0) {
+        await caughtUp;
+        if (failed !== undefined) throw failed;
+        return Date.now() - t0;
+      }
       if (Date.now() > deadline) {
         const p = pending[0]!;
         const a = await this.appliedOf(p).catch(() => undefined);

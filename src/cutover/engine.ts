@@ -329,7 +329,14 @@ export async function executeSwitch(e: EngineContext, p: SwitchPlan): Promise<Sw
     });
 
     await steps.run('drain', { goals: finalPositions }, async () => {
-      const ms = await p.drainer.waitApplied(goals, deadline ?? Date.now() + DRAIN_TIMEOUT_NO_BUDGET_MS);
+      const ms = await p.drainer
+        .waitApplied(goals, deadline ?? Date.now() + DRAIN_TIMEOUT_NO_BUDGET_MS)
+        .catch((err: unknown) => {
+          // Out of freeze budget while draining is the budget's error (exit 3, as documented),
+          // not the drain's timeout (exit 5), which is for a drain without a budget.
+          if ((err as { code?: string }).code === 'E_CUTOVER_DRAIN_TIMEOUT') overBudget('during the drain');
+          throw err;
+        });
       const applied = await p.drainer.applied();
       await p.drainer.stop();
       return {

@@ -112,7 +112,7 @@ async function expectSame(e: Estate): Promise<void> {
   expect(tgt).toEqual(src);
 }
 
-describe('review-b: a wider type corpus through copy, tail, verify and --fix-sql', () => {
+describe('a wider type corpus through copy, tail, verify and --fix-sql', () => {
   for (const bulk of [true, false]) {
     it(`is byte-exact (${bulk ? 'LOAD DATA path' : 'applier path'}), and every changed column is found and repaired`, async () => {
       const e = await oneSourceEstate(`rbcorp${bulk ? 'b' : 'a'}`, SCHEMA, 'vt', 'sk');

@@ -1,7 +1,7 @@
 /**
  * Found by review A. Reverse replication in an in-place expansion (s0, s1 → s0, s1, s2; s0 and s1 are the
- * same databases on both sides), after a real cutover, on the shared sandbox (s0, s1 and t0 are
- * frozen for moments; `afterAll` turns read_only back OFF).
+ * same databases on both sides), after a real cutover, on three private servers (a cutover
+ * freezes them).
  *
  * After the cutover the application routes by the new topology. It moves an order (shard key
  * user_id, not the primary key) from a user of a STAYING segment (s0 → s0) to a user of a segment
@@ -9,40 +9,48 @@
  * Reverse replication must put the new image back on its old owner s0, so that a rollback loses
  * nothing. The new image was parked against the staying row, whose delete no stream carries (it
  * is made in the very table the tailer writes): it stayed parked for good. The applier now looks
- * for parked rows whose key came free (once a second while idle, and on stopping).
+ * for parked rows whose key came free (once a second while idle, when a caller waits for the
+ * tailer to catch up, and on stopping).
  */
 import type { RowDataPacket } from 'mysql2/promise';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTail, type TailHandle } from '../../../src/binlog/tailer.js';
 import { runCutover, runRollback } from '../../../src/cutover/index.js';
 import { openJob } from '../../../src/job/context.js';
 import { runVerify } from '../../../src/verify/index.js';
 import { compareEstate } from '../../support/compare.js';
-import { port, rootConn, type SandboxName, uniqueDb } from '../../support/db.js';
+import { uniqueDb } from '../../support/db.js';
 import { copyAll, type Estate, makeEstate } from '../copy/helpers.js';
-import { readOnly, setReadOnly } from './helpers.js';
+import { type OwnServer, portConn, readOnly, startServer } from './helpers.js';
 
-const SHARED: SandboxName[] = ['s0', 's1', 't0', 't1', 't2'];
+// It freezes, so on three private servers: P0 holds s0, P1 s1 (both on both sides), P2 s2.
+let servers: OwnServer[] = [];
+const P = (i: number) => servers[i]!.port;
+const conn = async (i: number, db: string) => {
+  const c = await portConn(P(i));
+  await c.query(`USE \`${db}\``);
+  return c;
+};
+
+beforeAll(async () => {
+  servers = await Promise.all(['p0', 'p1', 'p2'].map((n) => startServer(`inplace-${n}`)));
+}, 180_000);
 let e: Estate | undefined;
 let f: Estate | undefined;
 
 afterAll(async () => {
-  for (const n of SHARED) if (await readOnly(port(n)).catch(() => false)) await setReadOnly(port(n), false);
   await e?.drop().catch(() => undefined);
   await f?.drop().catch(() => undefined);
+  await Promise.all(servers.map((x) => x.destroy()));
 });
 
-/** The order's row on s0 once it is there (up to 10 s), else none. */
-async function eventually(s0: Awaited<ReturnType<typeof rootConn>>, id: string): Promise<RowDataPacket[]> {
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const [rows] = await s0.query<RowDataPacket[]>(
-      'SELECT id, user_id, status, total, note FROM orders WHERE id = ?',
-      [id],
-    );
-    if (rows.length > 0 || Date.now() > deadline) return rows;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+/** The order's row on s0. */
+async function orderOn(s0: Awaited<ReturnType<typeof portConn>>, id: string): Promise<RowDataPacket[]> {
+  const [rows] = await s0.query<RowDataPacket[]>(
+    'SELECT id, user_id, status, total, note FROM orders WHERE id = ?',
+    [id],
+  );
+  return rows;
 }
 
 function inPlace(prefix: string, db: string) {
@@ -52,18 +60,18 @@ function inPlace(prefix: string, db: string) {
     rows: 600,
     seed: 23,
     sources: [
-      { name: 's0', server: 's0', database: db },
-      { name: 's1', server: 's1', database: db },
+      { name: 's0', server: P(0), database: db },
+      { name: 's1', server: P(1), database: db },
     ],
     targets: [
-      { name: 's0', server: 's0', database: db },
-      { name: 's1', server: 's1', database: db },
-      { name: 's2', server: 't0', database: db },
+      { name: 's0', server: P(0), database: db },
+      { name: 's1', server: P(1), database: db },
+      { name: 's2', server: P(2), database: db },
     ],
   });
 }
 
-describe('review A: reverse replication, in-place expansion', () => {
+describe('reverse replication, in-place expansion', () => {
   it('carries an order moved out of a staying segment (insert on s2, then delete on s0) back to its old owner; rollback then succeeds', async () => {
     const db = uniqueDb('reva_inplace');
     e = await inPlace('reva_inplace', db);
@@ -72,14 +80,14 @@ describe('review A: reverse replication, in-place expansion', () => {
     expect((await copyAll(est)).complete).toBe(true);
     const ctx = await openJob({ planPath: est.planPath, control: est.controlDsn, create: false });
     let rev: TailHandle | undefined;
-    const s0 = await rootConn('s0', db);
-    const s2 = await rootConn('t0', db);
+    const s0 = await conn(0, db);
+    const s2 = await conn(2, db);
     try {
       expect((await runVerify({ ctx, preflight: false })).ok).toBe(true);
       const cut = await runCutover({ ...base, execute: true, maxFreezeMs: 60_000, maxLagMs: 30_000 });
       expect(cut.mode).toBe('cutover');
       // Both old servers hold new shards (in place): writable again.
-      expect([await readOnly(port('s0')), await readOnly(port('s1'))]).toEqual([false, false]);
+      expect([await readOnly(P(0)), await readOnly(P(1))]).toEqual([false, false]);
 
       rev = await startTail({ ctx, direction: 'reverse', metaDb: est.metaDb, statusIntervalMs: 300 });
 
@@ -105,9 +113,9 @@ describe('review A: reverse replication, in-place expansion', () => {
       await s0.query('DELETE FROM orders WHERE id = ?', [id]);
       await rev.waitCaughtUp({ timeoutMs: 60_000 });
 
-      // Under the old topology user uc lives on s0: a rollback must find the moved order there
-      // (no stream event says the key came free: the tailer finds it within about a second).
-      const onS0 = await eventually(s0, id);
+      // Under the old topology user uc lives on s0: a rollback must find the moved order there.
+      // No stream event says the key came free: catching up includes a look for such keys.
+      const onS0 = await orderOn(s0, id);
       const [parked] = await s0.query<RowDataPacket[]>(
         `SELECT source, COUNT(*) AS n FROM \`${est.metaDb}\`.parked_rows GROUP BY source`,
       );
@@ -144,8 +152,8 @@ describe('review A: reverse replication, in-place expansion', () => {
     expect((await copyAll(est)).complete).toBe(true);
     const ctx = await openJob({ planPath: est.planPath, control: est.controlDsn, create: false });
     let fwd: TailHandle | undefined;
-    const s0 = await rootConn('s0', db);
-    const s1 = await rootConn('s1', db);
+    const s0 = await conn(0, db);
+    const s1 = await conn(1, db);
     try {
       fwd = await startTail({ ctx, metaDb: est.metaDb, statusIntervalMs: 300 });
       const seg = (k: number | string) => ctx.index.segmentOf(BigInt(k));
@@ -167,7 +175,7 @@ describe('review A: reverse replication, in-place expansion', () => {
       await fwd.waitCaughtUp({ timeoutMs: 60_000 });
       await s0.query('DELETE FROM orders WHERE id = ?', [id]);
       await fwd.waitCaughtUp({ timeoutMs: 60_000 });
-      const onS0 = await eventually(s0, id);
+      const onS0 = await orderOn(s0, id);
       await fwd.stop();
       fwd = undefined;
       const v = await runVerify({ ctx, preflight: false });

@@ -1,15 +1,14 @@
 /**
- * Review A: a cutover whose verify under the freeze finds a difference (a target row changed
- * behind reshard's back after the last clean verify). Expected: exit 4 (E_CUTOVER_VERIFY), every
- * frozen server writable again, the routing and the job state untouched, the attempt ended
- * 'aborted' — and a second attempt, once repaired, cuts over. Shared sandbox; `afterAll` turns
- * read_only back OFF.
+ * A cutover whose verify under the freeze finds a difference (a target row changed behind
+ * reshard's back after the last clean verify): exit 4 (E_CUTOVER_VERIFY), every frozen server
+ * writable again, the routing and the job state untouched, the attempt ended 'aborted' — and a
+ * second attempt, once repaired, cuts over. (Written by review A; it passed.) It freezes, so it
+ * runs on two private servers: A holds s0, s1; B holds t0, t1, t2.
  */
 import type { RowDataPacket } from 'mysql2/promise';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { topologyHash } from '../../../src/topology/load.js';
 import { runVerify } from '../../../src/verify/index.js';
-import { port, type SandboxName } from '../../support/db.js';
 import {
   activeRoutings,
   copyAndVerify,
@@ -18,34 +17,45 @@ import {
   type Estate,
   jobState,
   makeEstate,
+  type OwnServer,
   openCtx,
   portConn,
   readOnly,
   runCli,
-  setReadOnly,
+  startServer,
 } from './helpers.js';
 
-const SHARED: SandboxName[] = ['s0', 's1', 't0', 't1', 't2'];
+let servers: OwnServer[] = [];
 let e: Estate | undefined;
 
+beforeAll(async () => {
+  servers = await Promise.all(['a', 'b'].map((n) => startServer(`mm-${n}`)));
+}, 180_000);
+
 afterAll(async () => {
-  for (const n of SHARED) if (await readOnly(port(n)).catch(() => false)) await setReadOnly(port(n), false);
   await e?.drop().catch(() => undefined);
+  await Promise.all(servers.map((s) => s.destroy()));
 });
 
-describe('review A: cutover verify mismatch under the freeze', () => {
+describe('cutover: a difference found by the verify under the freeze', () => {
   it('exits 4, unfreezes, leaves routing and job state alone; a repaired second attempt cuts over', async () => {
     e = await makeEstate({
       prefix: 'reva_mm',
       rows: 600,
       seed: 8,
       appUser: false,
-      ports: { s0: port('s0'), s1: port('s1'), t0: port('t0'), t1: port('t1'), t2: port('t2') },
+      ports: {
+        s0: servers[0]!.port,
+        s1: servers[0]!.port,
+        t0: servers[1]!.port,
+        t1: servers[1]!.port,
+        t2: servers[1]!.port,
+      },
     });
     const est = e;
     await copyAndVerify(est);
     // Behind reshard's back: a target row changes after the clean verify.
-    const t1 = await portConn(port('t1'));
+    const t1 = await portConn(servers[1]!.port);
     const [r] = await t1.query<RowDataPacket[]>(
       `SELECT id, balance FROM \`${est.db}_t1\`.users ORDER BY id LIMIT 1`,
     );
@@ -71,7 +81,7 @@ describe('review A: cutover verify mismatch under the freeze', () => {
       const res = await runCli(args);
       expect(res.code, res.stderr).toBe(4);
       expect(res.stderr).toContain('E_CUTOVER_VERIFY');
-      for (const n of SHARED) expect(await readOnly(port(n)), `${n} read_only`).toBe(false);
+      for (const s of servers) expect(await readOnly(s.port), `${s.info.name} read_only`).toBe(false);
       expect(await jobState(est)).toBe('catching-up');
       const active = await activeRoutings(est);
       expect(active).toHaveLength(1);

@@ -13,7 +13,7 @@ afterAll(async () => {
   for (const e of estates) await e.drop().catch(() => undefined);
 });
 
-it('review-b: shard-key changes by case and trailing space only, through the tailer', async () => {
+it('shard-key changes by case and trailing space only, through the tailer', async () => {
   const e = await oneSourceEstate(
     'rbci',
     'CREATE TABLE ck (k VARCHAR(20) NOT NULL PRIMARY KEY, v INT NOT NULL, b BINARY(3) NOT NULL, UNIQUE KEY ub (b)) ENGINE=InnoDB',
