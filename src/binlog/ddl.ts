@@ -152,7 +152,9 @@ export function classifyDdl(sql: string): DdlInfo | undefined {
   const c = new Cursor(tokenize(sql));
   if (c.kw('ALTER')) {
     c.kw('ONLINE');
-    c.kw('IGNORE');
+    // ALTER IGNORE … ADD UNIQUE deletes the rows that clash, which on a target holding several
+    // sources' rows are rows no source deleted: never replayed.
+    const ignore = c.kw('IGNORE');
     if (!c.kw('TABLE')) return undefined;
     c.kw('IF') && c.kw('EXISTS');
     const t = c.name();
@@ -169,7 +171,20 @@ export function classifyDdl(sql: string): DdlInfo | undefined {
       if (to) tables.push(to);
     }
     const partition = hasKeyword(rest, 'PARTITION', 'PARTITIONS');
-    return { kind: rename ? 'rename-table' : 'alter-table', tables, safeToApply: !rename && !partition };
+    // EXCHANGE PARTITION p WITH TABLE t swaps t's rows without a row event: t is touched too.
+    if (partition && hasKeyword(rest, 'EXCHANGE')) {
+      const r = new Cursor(rest);
+      while (r.peek() && !(r.kw('WITH') && r.kw('TABLE'))) r.i++;
+      const other = r.name();
+      if (other) tables.push(other);
+    }
+    // Engine and tablespace changes are not the targets' business (and DISCARD drops the data).
+    const storage = hasKeyword(rest, 'ENGINE', 'TABLESPACE');
+    return {
+      kind: rename ? 'rename-table' : 'alter-table',
+      tables,
+      safeToApply: !rename && !partition && !ignore && !storage,
+    };
   }
   if (c.kw('CREATE')) {
     c.kw('OR') && c.kw('REPLACE');
@@ -184,7 +199,8 @@ export function classifyDdl(sql: string): DdlInfo | undefined {
     if (c.kw('INDEX')) {
       c.kw('IF') && c.kw('NOT') && c.kw('EXISTS');
       c.name();
-      // Optional index type before ON (USING BTREE) is not allowed there; ON follows the name.
+      // An index type may stand before ON: CREATE INDEX i USING BTREE ON t (…).
+      if (c.kw('USING')) c.kw('BTREE', 'HASH', 'RTREE');
       if (!c.kw('ON')) return undefined;
       const t = c.name();
       return t ? { kind: 'create-index', tables: [t], safeToApply: true } : undefined;

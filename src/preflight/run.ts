@@ -419,6 +419,10 @@ function checkSchemas(probes: Probe[]): void {
             [column, expected, actual] = [d.column, '(absent)', d.actual];
             message = `table ${t}: column ${q(d.column)} (${d.actual}) exists on ${o} but not on ${r}`;
             break;
+          case 'column-name':
+            [column, expected, actual] = [d.column, d.column, d.actualName];
+            message = `table ${t}: column ${q(d.column)} on ${r} is spelled ${q(d.actualName)} on ${o}`;
+            break;
           case 'column-definition':
             [column, expected, actual] = [d.column, d.expected, d.actual];
             message = `table ${t}: column ${q(d.column)} is ${d.expected} on ${r} but ${d.actual} on ${o}`;
@@ -438,6 +442,14 @@ function checkSchemas(probes: Probe[]): void {
           case 'unique-key-extra':
             [column, expected, actual] = [undefined, '(absent)', `UNIQUE KEY (${d.columns})`];
             message = `table ${t}: UNIQUE KEY ${q(d.key)} (${d.columns}) exists on ${o} but not on ${r}`;
+            break;
+          case 'check-missing':
+            [column, expected, actual] = [undefined, `CHECK (${d.clause})`, '(absent)'];
+            message = `table ${t}: CHECK constraint ${q(d.name)} (${d.clause}) exists on ${r} but not on ${o}`;
+            break;
+          case 'check-extra':
+            [column, expected, actual] = [undefined, '(absent)', `CHECK (${d.clause})`];
+            message = `table ${t}: CHECK constraint ${q(d.name)} (${d.clause}) exists on ${o} but not on ${r}`;
             break;
         }
         const alter = alterFor(d, refDef, p.shard.endpoint.database);

@@ -66,6 +66,11 @@ export interface TableDefinition {
   primaryKeyPrefixes: (number | null)[];
   /** Unique indexes other than PRIMARY (candidates for a primary key). */
   uniqueKeys: IndexDefinition[];
+  /**
+   * CHECK constraints (MariaDB 10.2+, MySQL 8.0.16+; MariaDB's JSON is LONGTEXT plus one):
+   * `clause` as the server prints it, `canonical` compared. Absent where not read.
+   */
+  checks?: { name: string; clause: string; canonical: string }[];
 }
 
 export const INTEGER_TYPES: ReadonlySet<string> = new Set([
@@ -120,12 +125,18 @@ export function canonicalType(columnType: string): string {
   if (base === 'integer') base = 'int';
   let args = m[2] ?? '';
   const attrs = (m[3] ?? '').trim().toLowerCase().replace(/\s+/g, ' ');
-  if (INTEGER_TYPES.has(base) || base === 'year') args = '';
+  // A display width means nothing to the value, except under ZEROFILL, where it is the number
+  // of digits every client is sent (INT(5) ZEROFILL reads 00042, INT(10) ZEROFILL 0000000042).
+  if ((INTEGER_TYPES.has(base) && !/\bzerofill\b/.test(attrs)) || base === 'year') args = '';
   else if (base !== 'enum' && base !== 'set') args = args.replace(/\s+/g, '');
   return `${base}${args}${attrs ? ` ${attrs}` : ''}`;
 }
 
-/** Lowercase and drop the empty parentheses MariaDB prints: `current_timestamp()` → `current_timestamp`. */
+/**
+ * `current_timestamp()` → `current_timestamp` (MariaDB prints the empty parentheses); any other
+ * expression as a generation expression is (string literals byte for byte: lowercasing the
+ * whole text made DEFAULT (concat('Ab','c')) equal to concat('ab','c')).
+ */
 function canonicalExpressionDefault(sql: string): string {
   const s = sql.trim().toLowerCase();
   const ts =
@@ -136,7 +147,24 @@ function canonicalExpressionDefault(sql: string): string {
     const p = ts[2];
     return p && p !== '0' ? `current_timestamp(${p})` : 'current_timestamp';
   }
-  return s;
+  return canonicalGenerationExpression(sql);
+}
+
+/** A string literal's body as MariaDB prints it in COLUMN_DEFAULT (backslash escapes, '' for '), decoded in one pass. */
+function unescapeLiteral(body: string): string {
+  const ESC: Record<string, string> = { n: '\n', r: '\r', t: '\t', '0': '\0', Z: '\x1a', b: '\b' };
+  let out = '';
+  for (let i = 0; i < body.length; i++) {
+    const c = body[i]!;
+    if (c === '\\' && i + 1 < body.length) {
+      const d = body[++i]!;
+      out += ESC[d] ?? d;
+    } else if (c === "'" && body[i + 1] === "'") {
+      out += "'";
+      i++;
+    } else out += c;
+  }
+  return out;
 }
 
 const NUMERIC_LITERAL = /^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$/i;
@@ -160,7 +188,7 @@ export function canonicalDefault(
     if (raw === null) return nullable ? { kind: 'null' } : { kind: 'none' };
     if (raw === 'NULL') return { kind: 'null' };
     if (raw.startsWith("'") && raw.endsWith("'") && raw.length >= 2)
-      return { kind: 'literal', value: raw.slice(1, -1).replace(/''/g, "'").replace(/\\\\/g, '\\') };
+      return { kind: 'literal', value: unescapeLiteral(raw.slice(1, -1)) };
     if (NUMERIC_LITERAL.test(raw) || BIT_OR_HEX_LITERAL.test(raw)) return { kind: 'literal', value: raw };
     return { kind: 'expression', sql: canonicalExpressionDefault(raw) };
   }
@@ -173,9 +201,13 @@ export function canonicalDefault(
 /**
  * Generation expressions as the two flavors print them differ in spacing, backquotes, charset
  * introducers (`_utf8mb4'x'`) and outer parentheses; string literals are kept byte for byte.
+ * Whitespace between two words stays one space: dropped, `CASE c_1 WHEN` ran together into
+ * `casec_1when`, whose `_1` then read as a charset introducer, and CASE c_1 … equalled CASE c_2 ….
  */
 export function canonicalGenerationExpression(expr: string): string {
   let out = '';
+  const word = (ch: string | undefined) => ch !== undefined && /[a-z0-9_$\u0080-\uffff]/i.test(ch);
+  let gap = false;
   for (let i = 0; i < expr.length; ) {
     const c = expr[i]!;
     if (c === "'" || c === '"') {
@@ -186,15 +218,23 @@ export function canonicalGenerationExpression(expr: string): string {
         else if (expr[j] === c) break;
         else j++;
       }
-      out = out.replace(/_[a-z0-9]+$/, ''); // charset introducer right before the literal
+      // A charset introducer right before the literal: a word of its own starting with '_'.
+      // (The space before a literal is dropped either way: `WHEN 'x'`, `WHEN _utf8mb4'x'`.)
+      out = out.replace(/(^|[^a-z0-9_$\u0080-\uffff])_[a-z0-9]+$/, '$1').replace(/ $/, '');
+      gap = false;
       out += `'${expr
         .slice(i + 1, j)
         .replace(/\\'/g, "''")
         .replace(/""/g, '"')}'`;
       i = j + 1;
-    } else if (c === '`' || /\s/.test(c)) {
+    } else if (/\s/.test(c)) {
+      gap = true;
+      i++;
+    } else if (c === '`') {
       i++;
     } else {
+      if (gap && word(out[out.length - 1]) && word(c)) out += ' ';
+      gap = false;
       out += c.toLowerCase();
       i++;
     }
@@ -313,6 +353,7 @@ export async function readTableDefinitions(
        FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?) ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX`,
     [database, stored],
   );
+  const checks = await readChecks(conn, database, stored, flavor);
   for (const [asked, t] of found) {
     const indexes = new Map<string, IndexDefinition>();
     for (const s of stats as {
@@ -344,7 +385,51 @@ export async function readTableDefinitions(
       primaryKey: pk ? pk.columns.map((c) => c.name) : [],
       primaryKeyPrefixes: pk ? pk.columns.map((c) => c.prefix) : [],
       uniqueKeys: [...indexes.values()].filter((i) => i.unique && i.name !== 'PRIMARY'),
+      checks: checks.get(t.name) ?? [],
     });
+  }
+  return out;
+}
+
+/**
+ * The CHECK constraints of `tables`, by table. A constraint only on a target refuses rows the
+ * source holds (a copy died at its 20 001st row); one only on a source is a rule the targets
+ * would not keep after cutover (MariaDB's JSON without its json_valid() check takes any text).
+ */
+async function readChecks(
+  conn: Connection,
+  database: string,
+  tables: readonly string[],
+  flavor: 'mysql' | 'mariadb',
+): Promise<Map<string, { name: string; clause: string; canonical: string }[]>> {
+  const out = new Map<string, { name: string; clause: string; canonical: string }[]>();
+  let rows: { tableName: string; name: string; clause: string }[];
+  try {
+    // MySQL's CHECK_CONSTRAINTS names no table (constraint names are unique per schema there).
+    const [r] = await conn.query(
+      flavor === 'mariadb'
+        ? `SELECT TABLE_NAME AS tableName, CONSTRAINT_NAME AS name, CHECK_CLAUSE AS clause
+             FROM information_schema.CHECK_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME IN (?)`
+        : `SELECT tc.TABLE_NAME AS tableName, cc.CONSTRAINT_NAME AS name, cc.CHECK_CLAUSE AS clause
+             FROM information_schema.TABLE_CONSTRAINTS tc JOIN information_schema.CHECK_CONSTRAINTS cc
+               ON cc.CONSTRAINT_SCHEMA = tc.CONSTRAINT_SCHEMA AND cc.CONSTRAINT_NAME = tc.CONSTRAINT_NAME
+            WHERE tc.CONSTRAINT_TYPE = 'CHECK' AND tc.TABLE_SCHEMA = ? AND tc.TABLE_NAME IN (?)`,
+      [database, tables],
+    );
+    rows = r as typeof rows;
+  } catch (e) {
+    // MySQL 5.7 and MariaDB before 10.2 have no CHECK_CONSTRAINTS (and enforce no CHECK).
+    if ((e as { errno?: number }).errno === 1109) return out;
+    throw e;
+  }
+  for (const r of rows) {
+    let list = out.get(String(r.tableName));
+    if (!list) {
+      list = [];
+      out.set(String(r.tableName), list);
+    }
+    const clause = String(r.clause);
+    list.push({ name: String(r.name), clause, canonical: canonicalGenerationExpression(clause) });
   }
   return out;
 }
@@ -386,7 +471,10 @@ export async function requireTableDefinitions(
 }
 
 function sqlString(s: string): string {
-  return `'${s.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
+  // Control characters and backslashes as hex: no sql_mode (NO_BACKSLASH_ESCAPES) changes them.
+  if (/[\u0000-\u001f\\]/.test(s))
+    return `_utf8mb4 X'${Buffer.from(s, 'utf8').toString('hex').toUpperCase()}'`;
+  return `'${s.replace(/'/g, "''")}'`;
 }
 
 function defaultSql(c: ColumnDefinition): string | undefined {
@@ -440,12 +528,17 @@ export function primaryKeySql(def: TableDefinition): string {
 export type SchemaDifference =
   | { kind: 'column-missing'; column: string; expected: string; after: string | null }
   | { kind: 'column-extra'; column: string; actual: string }
+  /** The same column (names compare without case) spelled otherwise: renamed, not added. */
+  | { kind: 'column-name'; column: string; actualName: string; expected: string }
   | { kind: 'column-definition'; column: string; expected: string; actual: string }
   | { kind: 'column-order'; column: string; expected: string; actual: string; after: string | null }
   | { kind: 'primary-key'; expected: string; actual: string }
   /** A UNIQUE key (other than the primary key) on `expected` only, or on `actual` only. */
   | { kind: 'unique-key-missing'; key: string; columns: string }
-  | { kind: 'unique-key-extra'; key: string; columns: string };
+  | { kind: 'unique-key-extra'; key: string; columns: string }
+  /** A CHECK constraint (compared by its clause, not its name) on `expected` only, or on `actual` only. */
+  | { kind: 'check-missing'; name: string; clause: string }
+  | { kind: 'check-extra'; name: string; clause: string };
 
 /** A unique index by what it constrains (its columns and prefixes), not by its name. */
 function uniqueColumnsSql(k: IndexDefinition): string {
@@ -458,30 +551,42 @@ function uniqueColumnsSql(k: IndexDefinition): string {
  */
 export function diffTableDefinitions(expected: TableDefinition, actual: TableDefinition): SchemaDifference[] {
   const out: SchemaDifference[] = [];
-  const actualByName = new Map(actual.columns.map((c) => [c.name, c]));
-  const expectedNames = new Set(expected.columns.map((c) => c.name));
+  // Column names compare without case on the server (ADD COLUMN `Amount` beside `amount` fails
+  // with 1060): matched so, and a different spelling is a rename.
+  const key = (n: string) => n.toLowerCase();
+  const actualByName = new Map(actual.columns.map((c) => [key(c.name), c]));
+  const expectedNames = new Set(expected.columns.map((c) => key(c.name)));
   expected.columns.forEach((c, i) => {
-    const a = actualByName.get(c.name);
+    const a = actualByName.get(key(c.name));
     const after = i === 0 ? null : expected.columns[i - 1]!.name;
     if (!a) out.push({ kind: 'column-missing', column: c.name, expected: columnSql(c), after });
+    else if (a.name !== c.name)
+      out.push({ kind: 'column-name', column: c.name, actualName: a.name, expected: columnSql(c) });
     else if (columnSql(a) !== columnSql(c))
       out.push({ kind: 'column-definition', column: c.name, expected: columnSql(c), actual: columnSql(a) });
   });
   for (const a of actual.columns)
-    if (!expectedNames.has(a.name)) out.push({ kind: 'column-extra', column: a.name, actual: columnSql(a) });
+    if (!expectedNames.has(key(a.name)))
+      out.push({ kind: 'column-extra', column: a.name, actual: columnSql(a) });
   // Order of the columns both have: reshard copies by name, but INSERT … SELECT * style tools,
   // binlog row images (by position) and humans assume one order.
-  const common = expected.columns.filter((c) => actualByName.has(c.name)).map((c) => c.name);
-  const actualCommon = actual.columns.filter((c) => expectedNames.has(c.name)).map((c) => c.name);
+  const common = expected.columns.filter((c) => actualByName.has(key(c.name))).map((c) => key(c.name));
+  const actualCommon = actual.columns.filter((c) => expectedNames.has(key(c.name))).map((c) => key(c.name));
   if (common.join('\u0000') !== actualCommon.join('\u0000')) {
     const idx = common.findIndex((n, i) => actualCommon[i] !== n);
-    const column = common[idx]!;
-    const pos = expected.columns.findIndex((c) => c.name === column);
+    const pos = expected.columns.findIndex((c) => key(c.name) === common[idx]);
+    const column = expected.columns[pos]!.name;
     out.push({
       kind: 'column-order',
       column,
-      expected: common.map(q).join(', '),
-      actual: actualCommon.map(q).join(', '),
+      expected: expected.columns
+        .filter((c) => actualByName.has(key(c.name)))
+        .map((c) => q(c.name))
+        .join(', '),
+      actual: actual.columns
+        .filter((c) => expectedNames.has(key(c.name)))
+        .map((c) => q(c.name))
+        .join(', '),
       after: pos <= 0 ? null : expected.columns[pos - 1]!.name,
     });
   }
@@ -502,6 +607,14 @@ export function diffTableDefinitions(expected: TableDefinition, actual: TableDef
     if (!uniqueA.has(cols)) out.push({ kind: 'unique-key-missing', key: k.name, columns: cols });
   for (const [cols, k] of uniqueA)
     if (!uniqueE.has(cols)) out.push({ kind: 'unique-key-extra', key: k.name, columns: cols });
+  const checksE = expected.checks ?? [];
+  const checksA = actual.checks ?? [];
+  for (const c of checksE)
+    if (!checksA.some((a) => a.canonical === c.canonical))
+      out.push({ kind: 'check-missing', name: c.name, clause: c.clause });
+  for (const a of checksA)
+    if (!checksE.some((c) => c.canonical === a.canonical))
+      out.push({ kind: 'check-extra', name: a.name, clause: a.clause });
   return out;
 }
 
@@ -515,6 +628,8 @@ export function alterFor(diff: SchemaDifference, expected: TableDefinition, data
       return `ALTER TABLE ${t} ADD COLUMN ${q(diff.column)} ${diff.expected}${place(diff.after)};`;
     case 'column-extra':
       return `ALTER TABLE ${t} DROP COLUMN ${q(diff.column)};`;
+    case 'column-name':
+      return `ALTER TABLE ${t} CHANGE COLUMN ${q(diff.actualName)} ${q(diff.column)} ${diff.expected};`;
     case 'column-definition':
       return `ALTER TABLE ${t} MODIFY COLUMN ${q(diff.column)} ${diff.expected};`;
     case 'column-order': {
@@ -525,6 +640,10 @@ export function alterFor(diff: SchemaDifference, expected: TableDefinition, data
       return `ALTER TABLE ${t} ADD UNIQUE KEY ${q(diff.key)} (${diff.columns});`;
     case 'unique-key-extra':
       return `ALTER TABLE ${t} DROP INDEX ${q(diff.key)};`;
+    case 'check-missing':
+      return `ALTER TABLE ${t} ADD CONSTRAINT ${q(diff.name)} CHECK (${diff.clause});`;
+    case 'check-extra':
+      return `ALTER TABLE ${t} DROP CONSTRAINT ${q(diff.name)};`;
     case 'primary-key':
       if (expected.primaryKey.length === 0) return `ALTER TABLE ${t} DROP PRIMARY KEY;`;
       return diff.actual === 'no primary key'
