@@ -69,6 +69,8 @@ export interface ApplierOptions {
    * has come free on the target without a delete through this applier (see promoteFreed).
    */
   freedParked?: { source: string; tables: () => readonly TableMeta[] };
+  /** The copy's: every transaction checks the job's copy fence before COMMIT (checkCopyFence). */
+  copyFence?: boolean;
 }
 
 /** How often (at most) an applier looks for parked rows whose key came free (promoteFreed). */
@@ -142,6 +144,47 @@ export async function claimMeta(
   await conn.query(`INSERT IGNORE INTO ${q(metaDb)}.jobs (job_id, owner) VALUES (?, ?)`, [jobId, owner]);
   const found = await metaOwner(conn, metaDb, jobId);
   if (found !== owner) refuseOtherOwner(metaDb, target, jobId, owner, found ?? '(none)');
+  await conn.query(`INSERT IGNORE INTO ${q(metaDb)}.copy_fences (job_id) VALUES (?)`, [jobId]);
+}
+
+/**
+ * The copy's fence on a target (`<metaDb>.copy_fences`). A copy worker can lose its control
+ * connection (its identity lock with it, so cutover counts no live worker) while a page it read
+ * under shared locks on the source is still on its way: the freeze kills only sessions that
+ * modified rows, so its source transaction survives, and its write could land on the new owner
+ * after the flip, over a newer row the application wrote there. Every copy write to a target
+ * reads the job's fence row under a shared lock just before COMMIT (checkCopyFence); cutover
+ * sets it under the freeze before verifying (fenceCopy), which waits for a write holding the
+ * lock to commit (before the flip) and makes every later one roll back.
+ */
+export async function checkCopyFence(
+  read: (sql: string, params: unknown[]) => Promise<RowDataPacket[]>,
+  metaDb: string,
+  jobId: number,
+  target: string,
+): Promise<void> {
+  const rows = await read(`SELECT fenced FROM ${q(metaDb)}.copy_fences WHERE job_id = ? LOCK IN SHARE MODE`, [
+    jobId,
+  ]);
+  if (rows.length > 0 && Number(rows[0]!.fenced) === 0) return;
+  throw new PreconditionError(
+    'E_COPY_FENCED',
+    rows.length === 0
+      ? `target ${target}: ${metaDb}.copy_fences has no row for job ${jobId}: this copy worker's write is refused`
+      : `target ${target}: job ${jobId} was cut over (or is being cut over) while this copy worker still held a page; the page was not written`,
+    {
+      hint: 'nothing to do: the copy of this job is complete; stop this worker (it lost its control connection while others finished the copy)',
+    },
+  );
+}
+
+/** Set the copy's fence for `jobId` (cutover, under the freeze): waits for a copy write in flight. */
+export async function fenceCopy(conn: Connection, metaDb: string, jobId: number): Promise<void> {
+  await conn.query(
+    `INSERT INTO ${q(metaDb)}.copy_fences (job_id, fenced, fenced_at) VALUES (?, 1, CURRENT_TIMESTAMP(6))
+     ON DUPLICATE KEY UPDATE fenced = 1, fenced_at = COALESCE(fenced_at, CURRENT_TIMESTAMP(6))`,
+    [jobId],
+  );
 }
 
 /** reshard's own tables on a target server; created on first use, refused if newer. */
@@ -193,6 +236,12 @@ export async function ensureMeta(conn: Connection, metaDb: string): Promise<void
     owner VARCHAR(512) NOT NULL,
     claimed_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6)
   ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin`);
+  // The copy's fence per job (checkCopyFence, fenceCopy).
+  await conn.query(`CREATE TABLE IF NOT EXISTS ${db}.copy_fences (
+    job_id BIGINT UNSIGNED NOT NULL PRIMARY KEY,
+    fenced TINYINT NOT NULL DEFAULT 0,
+    fenced_at DATETIME(6) NULL
+  ) ENGINE=InnoDB`);
   // Last source position applied on this target, written in the same transaction as the rows.
   await conn.query(`CREATE TABLE IF NOT EXISTS ${db}.apply_positions (
     job_id BIGINT UNSIGNED NOT NULL,
@@ -291,6 +340,10 @@ export class TargetApplier {
     this.meta = q(opts.metaDb);
   }
 
+  get options(): Readonly<ApplierOptions> {
+    return this.opts;
+  }
+
   private async connection(): Promise<Connection> {
     if (!this.conn) {
       const c = await this.opts.connect();
@@ -383,6 +436,13 @@ export class TargetApplier {
           }
           // The writes run on the server while beforeCommit's work is in flight.
           await st.flush();
+          if (this.opts.copyFence)
+            await checkCopyFence(
+              (sql, params) => st.read(sql, params, false) as Promise<RowDataPacket[]>,
+              this.opts.metaDb,
+              this.opts.jobId,
+              this.opts.target,
+            );
           await opts.beforeCommit?.();
           await conn.query('COMMIT');
           return stats;

@@ -178,8 +178,12 @@ export function classifyDdl(sql: string): DdlInfo | undefined {
       const other = r.name();
       if (other) tables.push(other);
     }
-    // Engine and tablespace changes are not the targets' business (and DISCARD drops the data).
-    const storage = hasKeyword(rest, 'ENGINE', 'TABLESPACE');
+    // A table moved off InnoDB cannot roll back what the applier writes; DISCARD TABLESPACE drops
+    // the data. (ENGINE=InnoDB, a rebuild, is replayed.)
+    const engine = rest.findIndex((t) => t.t === 'word' && !t.quoted && t.v.toUpperCase() === 'ENGINE');
+    const engineName = engine < 0 ? undefined : rest.slice(engine + 1).find((t) => t.t === 'word');
+    const storage =
+      hasKeyword(rest, 'TABLESPACE') || (engine >= 0 && engineName?.v.toUpperCase() !== 'INNODB');
     return {
       kind: rename ? 'rename-table' : 'alter-table',
       tables,

@@ -12,9 +12,9 @@
  * The shared locks are held from the read until every target committed, so no newer version of
  * a copied row can commit on the source — and reach the tailer — before the copy is written.
  */
-import type { Connection } from 'mysql2/promise';
+import type { Connection, RowDataPacket } from 'mysql2/promise';
 import pLimit, { type LimitFunction } from 'p-limit';
-import type { RowOp, TargetApplier } from '../apply/applier.js';
+import { checkCopyFence, type RowOp, type TargetApplier } from '../apply/applier.js';
 import { routeKeyOf, routeKeyOfText, type TableMeta } from '../apply/table.js';
 import type { Row, Value } from '../apply/values.js';
 import { classifyError } from '../db/retry.js';
@@ -184,7 +184,20 @@ export class TargetWriter {
     for (const batch of batches) {
       if (this.bulk.disabled) return false;
       try {
-        if (!(await loadAbsent(await this.connection(), plan, batch, beforeCommit))) return false;
+        const conn = await this.connection();
+        // The copy's fence (applier.ts checkCopyFence) on this connection, as the applier checks
+        // it on its own: a page in flight after cutover rolls back instead of landing.
+        const fenced = async () => {
+          const o = this.applier.options;
+          await checkCopyFence(
+            async (sql, params) => (await conn.query<RowDataPacket[]>(sql, params))[0],
+            o.metaDb,
+            o.jobId,
+            o.target,
+          );
+          await beforeCommit?.();
+        };
+        if (!(await loadAbsent(conn, plan, batch, fenced))) return false;
       } catch (e) {
         if (!isLocalInfileRefused(e)) {
           const c = this.conn;

@@ -368,6 +368,7 @@ async function runJob(
         sourceOwnerOf,
         attempts: 5,
         connect: () => connectTarget(true),
+        copyFence: true,
       });
       await a.open();
       writers.push(new TargetWriter(a, () => connectTarget(), bulkState));

@@ -583,12 +583,16 @@ export async function runCutover(options: CutoverOptions): Promise<CutoverResult
     }
 
     // ---- switch
+    const fence = drainer;
     const outcome = await executeSwitch(e, {
       direction: 'forward',
       freeze,
       budgetMs: opts.maxFreezeMs,
       drainer,
       verify: async (signal) => {
+        // Writes are frozen and drained: from here no copy page in flight may land (the flip
+        // follows the verify).
+        await fence.fenceCopy();
         const report = await runVerify({
           ctx,
           incremental: verifyMode === 'incremental',

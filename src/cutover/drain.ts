@@ -16,7 +16,7 @@
  * backlog only shrinks, so it bounds the drain under the freeze.
  */
 import type { Connection, RowDataPacket } from 'mysql2/promise';
-import { jobOwner, metaOwner, refuseOtherOwner } from '../apply/applier.js';
+import { ensureMeta, fenceCopy, jobOwner, metaOwner, refuseOtherOwner } from '../apply/applier.js';
 import { type BinlogPosition, comparePositions, formatPosition } from '../binlog/position.js';
 import { type Direction, tailLockName } from '../binlog/status.js';
 import { startTail, type TailHandle } from '../binlog/tailer.js';
@@ -179,6 +179,23 @@ export class Drainer {
       }),
     );
     return out;
+  }
+
+  /**
+   * Set the copy's fence on every target (applier.ts fenceCopy): a copy worker that lost its
+   * control connection with a page in flight cannot write it once this returns. Waits for such
+   * a write that already holds the fence row's shared lock (it commits before the flip).
+   */
+  async fenceCopy(): Promise<void> {
+    const targets = [...new Set(this.pairs.map((p) => p.target))];
+    await Promise.all(
+      targets.map((t) =>
+        this.onConn(this.targetSide, t, async (c) => {
+          await ensureMeta(c, this.opts.metaDb);
+          await fenceCopy(c, this.opts.metaDb, this.opts.ctx.job.id);
+        }),
+      ),
+    );
   }
 
   /** The applied position of one pair, from the target (authoritative); undefined before the first. */

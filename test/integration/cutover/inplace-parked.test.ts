@@ -86,6 +86,12 @@ describe('reverse replication, in-place expansion', () => {
       expect((await runVerify({ ctx, preflight: false })).ok).toBe(true);
       const cut = await runCutover({ ...base, execute: true, maxFreezeMs: 60_000, maxLagMs: 30_000 });
       expect(cut.mode).toBe('cutover');
+      // The copy is fenced on the new shard (a copy page still in flight cannot land after the flip).
+      const [fence] = await s2.query<RowDataPacket[]>(
+        `SELECT fenced FROM \`${est.metaDb}\`.copy_fences WHERE job_id = ?`,
+        [ctx.job.id],
+      );
+      expect(fence.map((r) => Number(r.fenced))).toEqual([1]);
       // Both old servers hold new shards (in place): writable again.
       expect([await readOnly(P(0)), await readOnly(P(1))]).toEqual([false, false]);
 
