@@ -127,7 +127,7 @@ export function refuseOtherOwner(
     'E_META_OTHER_JOB',
     `${metaDb} on target ${target} holds positions and parked rows of another job with id ${jobId} (${found}); this job (${owner}) would take them for its own`,
     {
-      hint: `give this job its own --meta-db, or, if that job is gone for good, remove its rows on ${target}: DELETE FROM ${q(metaDb)}.apply_positions WHERE job_id = ${jobId}; DELETE FROM ${q(metaDb)}.parked_rows WHERE job_id = ${jobId}; DELETE FROM ${q(metaDb)}.jobs WHERE job_id = ${jobId};`,
+      hint: `give this job its own --meta-db, or, if that job is gone for good, remove its rows on ${target}: DELETE FROM ${q(metaDb)}.apply_positions WHERE job_id = ${jobId}; DELETE FROM ${q(metaDb)}.parked_rows WHERE job_id = ${jobId}; DELETE FROM ${q(metaDb)}.jobs WHERE job_id = ${jobId}; DELETE FROM ${q(metaDb)}.copy_fences WHERE job_id = ${jobId};`,
       data: { target, metaDb, jobId, owner, found },
     },
   );
@@ -141,10 +141,20 @@ export async function claimMeta(
   jobId: number,
   owner: string,
 ): Promise<void> {
-  await conn.query(`INSERT IGNORE INTO ${q(metaDb)}.jobs (job_id, owner) VALUES (?, ?)`, [jobId, owner]);
+  const [claimed] = await conn.query<ResultSetHeader>(
+    `INSERT IGNORE INTO ${q(metaDb)}.jobs (job_id, owner) VALUES (?, ?)`,
+    [jobId, owner],
+  );
   const found = await metaOwner(conn, metaDb, jobId);
   if (found !== owner) refuseOtherOwner(metaDb, target, jobId, owner, found ?? '(none)');
-  await conn.query(`INSERT IGNORE INTO ${q(metaDb)}.copy_fences (job_id) VALUES (?)`, [jobId]);
+  // A job id claimed just now is a new job's: a fence left by an earlier job with that id (its
+  // jobs row removed by hand, as E_META_OTHER_JOB's hint says) is not its own.
+  await conn.query(
+    claimed.affectedRows === 1
+      ? `REPLACE INTO ${q(metaDb)}.copy_fences (job_id, fenced, fenced_at) VALUES (?, 0, NULL)`
+      : `INSERT IGNORE INTO ${q(metaDb)}.copy_fences (job_id) VALUES (?)`,
+    [jobId],
+  );
 }
 
 /**

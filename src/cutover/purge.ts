@@ -75,7 +75,7 @@ export async function purgeTargets(
       // No owner recorded (no meta database, or one of the previous meta version): this job's.
       const found = await metaOwner(writer, metaDb, ctx.job.id);
       if (found === undefined || found === jobOwner(ctx.control.database, ctx.job)) {
-        for (const t of ['parked_rows', 'apply_positions', 'jobs'])
+        for (const t of ['parked_rows', 'apply_positions', 'copy_fences', 'jobs'])
           await writer
             .query(`DELETE FROM ${q(metaDb)}.${q(t)} WHERE job_id = ?`, [ctx.job.id])
             .catch((e: unknown) => {

@@ -108,6 +108,27 @@ describe('the copy fence', () => {
     expect(await ids()).toEqual([10]);
   });
 
+  it('a new job that claims the job id afresh is not fenced by an earlier job with that id', async () => {
+    await conn.query('DELETE FROM orders');
+    await copyApplier(5);
+    await fenceCopy(conn, metaDb, 5);
+    // The earlier job is gone; its jobs row removed (the E_META_OTHER_JOB hint), the fence left.
+    await conn.query(`DELETE FROM \`${metaDb}\`.jobs WHERE job_id = 5`);
+    const a = new TargetApplier({
+      jobId: 5,
+      owner: `test/${db}/5/another`,
+      target: 't0',
+      metaDb,
+      sourceOwnerOf: ownerOf,
+      connect: () => rootConn('t0', db, { multipleStatements: true }),
+      copyFence: true,
+    });
+    await a.open();
+    closers.push(() => a.close());
+    await a.apply([up(['30', '2', 'new job'])]);
+    expect(await ids()).toEqual([30]);
+  });
+
   it('setting the fence waits for a copy write that already read it, which commits first', async () => {
     await conn.query('DELETE FROM orders');
     const a = await copyApplier(4);
