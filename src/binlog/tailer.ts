@@ -426,8 +426,9 @@ class Worker {
         continue;
       }
       // Rows this source parked may have had their key freed by a write no stream carries (an
-      // in-place shard's own application): looked for once a second while idle, and once more
-      // before stopping (TargetApplier.promoteFreed).
+      // in-place shard's own application): looked for once a second while idle, at once when a
+      // caller waits for the tailer to catch up (settleFreed), and once more before stopping
+      // (TargetApplier.promoteFreed).
       const asked = this.freedAsked;
       const forced = asked > this.freedDone || (this.stopping && !this.finalFreedCheck);
       if (this.committed && this.applier.freedCheckDue(forced)) {
