@@ -151,7 +151,7 @@ function canonicalExpressionDefault(sql: string): string {
 }
 
 /** A string literal's body as MariaDB prints it in COLUMN_DEFAULT (backslash escapes, '' for '), decoded in one pass. */
-function unescapeLiteral(body: string): string {
+function unescapeLiteral(body: string, quote: "'" | '"' = "'"): string {
   const ESC: Record<string, string> = { n: '\n', r: '\r', t: '\t', '0': '\0', Z: '\x1a', b: '\b' };
   let out = '';
   for (let i = 0; i < body.length; i++) {
@@ -159,8 +159,8 @@ function unescapeLiteral(body: string): string {
     if (c === '\\' && i + 1 < body.length) {
       const d = body[++i]!;
       out += ESC[d] ?? d;
-    } else if (c === "'" && body[i + 1] === "'") {
-      out += "'";
+    } else if (c === quote && body[i + 1] === quote) {
+      out += quote;
       i++;
     } else out += c;
   }
@@ -218,14 +218,15 @@ export function canonicalGenerationExpression(expr: string): string {
         else if (expr[j] === c) break;
         else j++;
       }
-      // A charset introducer right before the literal: a word of its own starting with '_'.
-      // (The space before a literal is dropped either way: `WHEN 'x'`, `WHEN _utf8mb4'x'`.)
-      out = out.replace(/(^|[^a-z0-9_$\u0080-\uffff])_[a-z0-9]+$/, '$1').replace(/ $/, '');
+      // A charset introducer right before the literal: a word of its own starting with '_' —
+      // but not _binary, which makes the comparison byte for byte ('x' <> _binary'X' holds
+      // under a case-insensitive collation, 'x' <> 'X' does not). (The space before a literal is
+      // dropped either way: `WHEN 'x'`, `WHEN _utf8mb4'x'`.)
+      out = out.replace(/(^|[^a-z0-9_$\u0080-\uffff])_(?!binary$)[a-z0-9]+$/, '$1').replace(/ $/, '');
       gap = false;
-      out += `'${expr
-        .slice(i + 1, j)
-        .replace(/\\'/g, "''")
-        .replace(/""/g, '"')}'`;
+      // Decoded in one pass (backslash escapes, doubled quotes), written back in one style.
+      const body = unescapeLiteral(expr.slice(i + 1, j), c);
+      out += `'${body.replace(/\\/g, '\\\\').replace(/'/g, "''")}'`;
       i = j + 1;
     } else if (/\s/.test(c)) {
       gap = true;
@@ -610,12 +611,35 @@ export function diffTableDefinitions(expected: TableDefinition, actual: TableDef
   const checksE = expected.checks ?? [];
   const checksA = actual.checks ?? [];
   for (const c of checksE)
-    if (!checksA.some((a) => a.canonical === c.canonical))
+    if (!checksA.some((a) => sameCheck(a.canonical, c.canonical)))
       out.push({ kind: 'check-missing', name: c.name, clause: c.clause });
   for (const a of checksA)
-    if (!checksE.some((c) => c.canonical === a.canonical))
+    if (!checksE.some((c) => sameCheck(a.canonical, c.canonical)))
       out.push({ kind: 'check-extra', name: a.name, clause: a.clause });
   return out;
+}
+
+/**
+ * Two canonical CHECK clauses that say the same. MySQL 8 parenthesises every operand
+ * (`((a >= 0) and (b >= 0))`), MariaDB prints by precedence (`a >= 0 and b >= 0`): where the
+ * brackets cannot change the meaning — comparisons joined by only AND or only OR, no arithmetic,
+ * NOT or XOR — they are ignored; anywhere else they count.
+ */
+function sameCheck(a: string, b: string): boolean {
+  if (a === b) return true;
+  const bare = (s: string) => s.replace(/'(?:[^']|'')*'/g, '');
+  const simple = (s: string) => {
+    const t = bare(s);
+    if (/[-+*/%^|&~]/.test(t.replace(/[<>!]=|<>|<=>|>=|<=/g, ''))) return false;
+    const words = new Set(t.split(/[^a-z_]+/));
+    if (words.has('not') || words.has('xor')) return false;
+    return !(words.has('and') && words.has('or'));
+  };
+  if (!simple(a) || !simple(b)) return false;
+  // Brackets and spaces outside string literals go; the literals stay as they are.
+  const strip = (s: string) =>
+    s.replace(/('(?:[^']|'')*')|[()\s]/g, (_m, lit: string | undefined) => lit ?? '');
+  return strip(a) === strip(b);
 }
 
 /** The ALTER TABLE that makes `actual` match `expected` for one difference. */
