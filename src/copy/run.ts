@@ -165,7 +165,7 @@ export async function runCopy(opts: RunCopyOptions): Promise<CopySummary> {
 
   // 1. Plan and topologies (no server contact), then preflight: nothing is written before it passes.
   const base = loadPlanContext({ planPath: opts.planPath });
-  assertPreflight(await runPreflight({ from: base.from, to: base.to }));
+  assertPreflight(await runPreflight({ from: base.from, to: base.to, metaDb }));
 
   const ctx: JobContext = await openJob({
     planPath: opts.planPath,

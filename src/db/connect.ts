@@ -263,9 +263,15 @@ export function parseControlDsn(dsn: string): ShardEndpoint {
     : process.env.RESHARD_CONTROL_PASSWORD !== undefined
       ? { env: 'RESHARD_CONTROL_PASSWORD' }
       : undefined;
+  const port = url.port ? Number(url.port) : 3306;
+  if (!Number.isInteger(port) || port < 1 || port > 65535)
+    throw new UsageError('E_CONTROL_DSN', `control DSN has port ${url.port}, not 1–65535`, {
+      hint: 'write the control server port in the DSN, e.g. mysql://user@host:3306/reshard_control',
+    });
   return {
-    host: url.hostname || '127.0.0.1',
-    port: url.port ? Number(url.port) : 3306,
+    // WHATWG URL keeps the brackets of an IPv6 literal; the driver wants the bare address.
+    host: url.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1',
+    port,
     database,
     user: url.username ? decodeURIComponent(url.username) : 'root',
     ...(socket ? { socket } : {}),

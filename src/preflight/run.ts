@@ -57,6 +57,11 @@ export interface PreflightOptions {
   roles?: { from?: readonly Role[]; to?: readonly Role[] };
   /** Shards checked at once (one connection each). Default 16. */
   concurrency?: number;
+  /**
+   * reshard's own database on each target (`--meta-db`, default `_reshard`): positions, parked
+   * rows and the copy fence live there, so a target's account needs to create and write it.
+   */
+  metaDb?: string;
 }
 
 export const DEFAULT_ROLES: { from: readonly Role[]; to: readonly Role[] } = {
@@ -122,7 +127,7 @@ function privilegeName(priv: string, info: ServerInfo): string {
   return priv === 'REPLICATION CLIENT' && usesMariaDbPrivilegeNames(info.version) ? 'BINLOG MONITOR' : priv;
 }
 
-async function checkGrants(conn: Connection, p: Probe, info: ServerInfo): Promise<void> {
+async function checkGrants(conn: Connection, p: Probe, info: ServerInfo, metaDb: string): Promise<void> {
   const grants = parseGrants(await readGrantLines(conn, info.version.flavor, info.version.major));
   const ci = info.lowerCaseTableNames !== 0;
   const db = p.shard.endpoint.database;
@@ -131,12 +136,16 @@ async function checkGrants(conn: Connection, p: Probe, info: ServerInfo): Promis
   const globalNeeded = source ? ['REPLICATION SLAVE', 'REPLICATION CLIENT'] : [];
   const tableNeeded = target ? ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] : ['SELECT'];
   const missingGlobal = globalNeeded.filter((priv) => !hasPrivilege(grants, priv, {}, ci));
+  // The meta database is created on first use and written in every target transaction: lacking
+  // it, a copy wrote its job and start positions, then died at its first target write (exit 70).
+  const metaNeeded = target ? ['CREATE', 'SELECT', 'INSERT', 'UPDATE', 'DELETE'] : [];
+  const missingMeta = metaNeeded.filter((priv) => !hasPrivilege(grants, priv, { db: metaDb }, ci));
   const missingByTable = new Map<string, string[]>();
   for (const t of p.topology.tables) {
     const missing = tableNeeded.filter((priv) => !hasPrivilege(grants, priv, { db, table: t.name }, ci));
     if (missing.length > 0) missingByTable.set(t.name, missing);
   }
-  if (missingGlobal.length === 0 && missingByTable.size === 0) return;
+  if (missingGlobal.length === 0 && missingByTable.size === 0 && missingMeta.length === 0) return;
   const account = accountForSql(info.currentUser);
   const parts: string[] = [];
   const fixes: string[] = [];
@@ -146,6 +155,12 @@ async function checkGrants(conn: Connection, p: Probe, info: ServerInfo): Promis
       `${names} ON *.* (needed to read the binlog${target ? ': reverse replication tails targets after cutover' : ''})`,
     );
     fixes.push(`GRANT ${names} ON *.* TO ${account};`);
+  }
+  if (missingMeta.length > 0) {
+    parts.push(
+      `${missingMeta.join(', ')} ON ${q(metaDb)}.* (reshard's own database on each target: positions, parked rows, the copy fence; --meta-db)`,
+    );
+    fixes.push(`GRANT ${missingMeta.join(', ')} ON ${q(metaDb)}.* TO ${account};`);
   }
   if (missingByTable.size > 0) {
     const union = tableNeeded.filter((priv) => [...missingByTable.values()].some((m) => m.includes(priv)));
@@ -187,7 +202,7 @@ function checkShardKeyType(p: Probe, spec: TableSpec, def: TableDefinition): voi
       code: 'E_SHARD_KEY_TYPE',
       expected: 'an integer type',
       message: `${label(p)}: shard key ${where} is ${col.type}, but the range scheme has keyType: int`,
-      hint: `set keyType: string in ${p.topology.file} if the key is text, or choose an integer column as shardKey`,
+      hint: `if the key is text, write every boundary of the range scheme in ${p.topology.file} as a quoted string (from: "m"): the key type follows the boundaries; or choose an integer column as shardKey`,
     });
   } else if (
     scheme.type === 'range' &&
@@ -200,7 +215,7 @@ function checkShardKeyType(p: Probe, spec: TableSpec, def: TableDefinition): voi
       code: 'E_SHARD_KEY_TYPE',
       expected: 'a character or binary type',
       message: `${label(p)}: shard key ${where} is ${col.type}, but the range scheme has keyType: string`,
-      hint: `set keyType: int in ${p.topology.file} for an integer key, or choose a character column as shardKey`,
+      hint: `for an integer key, write every boundary of the range scheme in ${p.topology.file} as a plain integer (from: 1000): the key type follows the boundaries; or choose a character column as shardKey`,
     });
   } else if (!isIntegerType(col) && !isStringType(col) && !isBinaryType(col)) {
     issue(p, 'tables', {
@@ -293,7 +308,7 @@ async function checkTables(conn: Connection, p: Probe, info: ServerInfo): Promis
   }
 }
 
-async function probeShard(p: Probe): Promise<void> {
+async function probeShard(p: Probe, metaDb: string): Promise<void> {
   p.ran.add('connect');
   let conn: Connection;
   try {
@@ -347,7 +362,7 @@ async function probeShard(p: Probe): Promise<void> {
           issue(p, 'binlog', { ...s, message: `${label(p)}: ${s.message}` });
       });
     }
-    await guarded(p, 'grants', () => checkGrants(conn, p, info));
+    await guarded(p, 'grants', () => checkGrants(conn, p, info, metaDb));
     await guarded(p, 'tables', () => checkTables(conn, p, info));
   } finally {
     await conn.end().catch(() => undefined);
@@ -384,6 +399,37 @@ function checkServerIds(probes: Probe[]): void {
           hint: `give every server a distinct server_id: SET GLOBAL server_id = <unique number>; and server_id=<same number> under [mysqld] in my.cnf`,
         });
       }
+    }
+  }
+}
+
+/**
+ * One database is one shard. Topologies compare endpoints as written, so `127.0.0.1` and
+ * `localhost` (or two names of one host) made two shards of one database: every row had two
+ * owners, or a target was a source under another name and rows were copied onto themselves.
+ * Here the servers say who they are (hostname, port, socket, datadir, server_uuid): within a
+ * side a database may back one shard only, and across sides only the same shard name (an
+ * in-place shard).
+ */
+function checkShardIdentities(probes: Probe[]): void {
+  const byDb = new Map<string, Probe[]>();
+  for (const p of probes) {
+    if (!p.info) continue;
+    const k = `${p.info.identity}\u0000${p.shard.endpoint.database}`;
+    const list = byDb.get(k) ?? [];
+    list.push(p);
+    byDb.set(k, list);
+  }
+  for (const ps of byDb.values()) {
+    for (const p of ps) {
+      const clash = ps.filter((o) => o !== p && (o.side === p.side || o.shard.name !== p.shard.name));
+      if (clash.length === 0) continue;
+      const names = clash.map((o) => `${label(o)} (${o.address})`).join(', ');
+      issue(p, 'server_id', {
+        code: 'E_SHARD_SAME_DATABASE',
+        message: `${label(p)}: database ${p.shard.endpoint.database} on ${p.address} is the same database as ${names}: one database can be one shard only (the same shard name on both sides, in place)`,
+        hint: `give each shard its own server and database in ${p.topology.file}, or, for a shard kept in place, use the same shard name and address in both topologies`,
+      });
     }
   }
 }
@@ -504,8 +550,9 @@ export async function runPreflight(opts: PreflightOptions): Promise<PreflightRep
     }
   }
   const limit = pLimit(Math.max(1, opts.concurrency ?? 16));
-  await Promise.all(probes.map((p) => limit(() => probeShard(p))));
+  await Promise.all(probes.map((p) => limit(() => probeShard(p, opts.metaDb ?? '_reshard'))));
   checkServerIds(probes);
+  checkShardIdentities(probes);
   checkSchemas(probes);
 
   const all = probes.flatMap((p) => p.issues.map((i) => ({ p, i })));

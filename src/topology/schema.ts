@@ -283,9 +283,19 @@ function endpointFromDsn(ctx: Ctx, path: string, dsn: string): Partial<ShardEndp
     issue(ctx, path, 'names no database', 'end the DSN with /database, e.g. mysql://user@host:3306/shop');
     return undefined;
   }
+  const port = url.port ? Number(url.port) : DEFAULT_PORT;
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    issue(
+      ctx,
+      path,
+      `has port ${url.port}, not 1–65535`,
+      'write the server port, e.g. mysql://user@host:3306/shop',
+    );
+    return undefined;
+  }
   return {
     ...(host ? { host } : {}),
-    port: url.port ? Number(url.port) : DEFAULT_PORT,
+    port,
     database,
     ...(url.username ? { user: decodeURIComponent(url.username) } : {}),
     ...(socket ? { socket } : {}),

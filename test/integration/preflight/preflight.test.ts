@@ -348,6 +348,8 @@ describe('preflight connectivity and grants', () => {
     await asRoot('t0', `GRANT REPLICA MONITOR, REPLICATION REPLICA, BINLOG MONITOR ON *.* TO '${user}'@'%'`);
     for (const t of ['order', 'customers'])
       await asRoot('t0', `GRANT INSERT, UPDATE, DELETE ON \`${db}\`.\`${t}\` TO '${user}'@'%'`);
+    // reshard's own database on the target (positions, parked rows, the copy fence).
+    await asRoot('t0', `GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON \`_reshard\`.* TO '${user}'@'%'`);
     const report = await runPreflight(topologies());
     expect(report.failures).toEqual([]);
   });
