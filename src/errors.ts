@@ -132,6 +132,9 @@ export class ValidationError extends UsageError {
 }
 
 /** Wrap anything unexpected so the CLI can say "this is a bug" with the original stack. */
+/** ER_DBACCESS_DENIED, ER_TABLEACCESS_DENIED, ER_COLUMNACCESS_DENIED, ER_SPECIFIC_ACCESS_DENIED. */
+const ACCESS_DENIED = new Set([1044, 1142, 1143, 1227]);
+
 export function asReshardError(err: unknown): ReshardError {
   if (err instanceof ReshardError) return err;
   const message = err instanceof Error ? err.message : String(err);
@@ -140,6 +143,15 @@ export function asReshardError(err: unknown): ReshardError {
   if (classifyError(err) !== 'fatal') {
     return new RetriesExhaustedError('E_TRANSIENT', `a server connection or transaction failed: ${message}`, {
       hint: 're-run the same command: it resumes from what was committed (copy from its checkpoints, tail from its applied positions); if it keeps failing, check the servers and the log above',
+      cause: err,
+    });
+  }
+  // Access denied (to a database, a table, a column; a privilege such as SUPER or a dynamic one)
+  // where no check before it knew to look: the estate's setup, with the server's own words.
+  const errno = (err as { errno?: number } | undefined)?.errno;
+  if (errno !== undefined && ACCESS_DENIED.has(errno)) {
+    return new PreconditionError('E_GRANTS', `a server refused reshard's account: ${message}`, {
+      hint: 'grant the account what the message names (reshard preflight lists what each shard needs), then re-run the same command: it resumes from what was committed',
       cause: err,
     });
   }

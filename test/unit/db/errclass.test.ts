@@ -20,6 +20,21 @@ describe('asReshardError', () => {
     }
   });
 
+  it('calls access denied a missing grant (exit 3, the server’s words), not a defect', () => {
+    // Found by review I: a target account without rights on the meta database ended as E_BUG.
+    for (const [errno, text] of [
+      [1044, "Access denied for user 'rs'@'%' to database '_reshard'"],
+      [1142, "INSERT command denied to user 'rs'@'%' for table `shop`.`orders`"],
+      [1143, "SELECT command denied to user 'rs'@'%' for column 'note' in table 'orders'"],
+      [1227, 'Access denied; you need (at least one of) the READ_ONLY ADMIN privilege(s) for this operation'],
+    ] as const) {
+      const e = asReshardError(Object.assign(new Error(text), { errno }));
+      expect(e.code).toBe('E_GRANTS');
+      expect(e.exitCode).toBe(ExitCode.precondition);
+      expect(e.message).toContain(text);
+    }
+  });
+
   it('keeps reshard errors as they are and calls anything else a bug', () => {
     const u = new UsageError('E_USAGE', 'bad flag');
     expect(asReshardError(u)).toBe(u);
