@@ -370,7 +370,15 @@ async function runJob(
         connect: () => connectTarget(true),
         copyFence: true,
       });
-      await a.open();
+      try {
+        await a.open();
+      } catch (e) {
+        // Not in a pool yet: its connection (and the writers' before it) would outlive the
+        // command (seen: 5 s past an access-denied error on the meta database).
+        await a.close().catch(() => undefined);
+        for (const w of writers) await w.close().catch(() => undefined);
+        throw e;
+      }
       writers.push(new TargetWriter(a, () => connectTarget(), bulkState));
     }
     pools.set(t, new TargetPool(t, writers));
