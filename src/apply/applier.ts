@@ -188,13 +188,26 @@ export async function checkCopyFence(
   );
 }
 
-/** Set the copy's fence for `jobId` (cutover, under the freeze): waits for a copy write in flight. */
+/**
+ * Set the copy's fence for `jobId` (cutover, under the freeze): waits for a copy write in flight.
+ * The meta tables are made only where they are missing (a target no applier opened yet): the
+ * freeze does not pay for ensureMeta's statements on every target.
+ */
 export async function fenceCopy(conn: Connection, metaDb: string, jobId: number): Promise<void> {
-  await conn.query(
-    `INSERT INTO ${q(metaDb)}.copy_fences (job_id, fenced, fenced_at) VALUES (?, 1, CURRENT_TIMESTAMP(6))
-     ON DUPLICATE KEY UPDATE fenced = 1, fenced_at = COALESCE(fenced_at, CURRENT_TIMESTAMP(6))`,
-    [jobId],
-  );
+  const fence = () =>
+    conn.query(
+      `INSERT INTO ${q(metaDb)}.copy_fences (job_id, fenced, fenced_at) VALUES (?, 1, CURRENT_TIMESTAMP(6))
+       ON DUPLICATE KEY UPDATE fenced = 1, fenced_at = COALESCE(fenced_at, CURRENT_TIMESTAMP(6))`,
+      [jobId],
+    );
+  try {
+    await fence();
+  } catch (e) {
+    const errno = (e as { errno?: number }).errno;
+    if (errno !== 1049 && errno !== 1146) throw e;
+    await ensureMeta(conn, metaDb);
+    await fence();
+  }
 }
 
 /** reshard's own tables on a target server; created on first use, refused if newer. */
@@ -350,8 +363,14 @@ export class TargetApplier {
     this.meta = q(opts.metaDb);
   }
 
-  get options(): Readonly<ApplierOptions> {
-    return this.opts;
+  /** The copy fence (checkCopyFence) read on another connection of this target: the copy's bulk path. */
+  checkFenceOn(conn: Connection): Promise<void> {
+    return checkCopyFence(
+      async (sql, params) => (await conn.query<RowDataPacket[]>(sql, params))[0],
+      this.opts.metaDb,
+      this.opts.jobId,
+      this.opts.target,
+    );
   }
 
   private async connection(): Promise<Connection> {

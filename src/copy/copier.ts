@@ -12,9 +12,9 @@
  * The shared locks are held from the read until every target committed, so no newer version of
  * a copied row can commit on the source — and reach the tailer — before the copy is written.
  */
-import type { Connection, RowDataPacket } from 'mysql2/promise';
+import type { Connection } from 'mysql2/promise';
 import pLimit, { type LimitFunction } from 'p-limit';
-import { checkCopyFence, type RowOp, type TargetApplier } from '../apply/applier.js';
+import type { RowOp, TargetApplier } from '../apply/applier.js';
 import { routeKeyOf, routeKeyOfText, type TableMeta } from '../apply/table.js';
 import type { Row, Value } from '../apply/values.js';
 import { classifyError } from '../db/retry.js';
@@ -188,13 +188,7 @@ export class TargetWriter {
         // The copy's fence (applier.ts checkCopyFence) on this connection, as the applier checks
         // it on its own: a page in flight after cutover rolls back instead of landing.
         const fenced = async () => {
-          const o = this.applier.options;
-          await checkCopyFence(
-            async (sql, params) => (await conn.query<RowDataPacket[]>(sql, params))[0],
-            o.metaDb,
-            o.jobId,
-            o.target,
-          );
+          await this.applier.checkFenceOn(conn);
           await beforeCommit?.();
         };
         if (!(await loadAbsent(conn, plan, batch, fenced))) return false;

@@ -16,7 +16,7 @@
  * backlog only shrinks, so it bounds the drain under the freeze.
  */
 import type { Connection, RowDataPacket } from 'mysql2/promise';
-import { ensureMeta, fenceCopy, jobOwner, metaOwner, refuseOtherOwner } from '../apply/applier.js';
+import { fenceCopy, jobOwner, metaOwner, refuseOtherOwner } from '../apply/applier.js';
 import { type BinlogPosition, comparePositions, formatPosition } from '../binlog/position.js';
 import { type Direction, tailLockName } from '../binlog/status.js';
 import { startTail, type TailHandle } from '../binlog/tailer.js';
@@ -190,10 +190,7 @@ export class Drainer {
     const targets = [...new Set(this.pairs.map((p) => p.target))];
     await Promise.all(
       targets.map((t) =>
-        this.onConn(this.targetSide, t, async (c) => {
-          await ensureMeta(c, this.opts.metaDb);
-          await fenceCopy(c, this.opts.metaDb, this.opts.ctx.job.id);
-        }),
+        this.onConn(this.targetSide, t, (c) => fenceCopy(c, this.opts.metaDb, this.opts.ctx.job.id)),
       ),
     );
   }
