@@ -31,6 +31,7 @@ import {
   type Instance,
   log,
   qi,
+  quiet,
   type RunResult,
   SOURCES,
   sh,
@@ -52,10 +53,15 @@ export async function benchCopy(env: BenchEnv, rows: Row[]): Promise<void> {
     for (let round = 1; round <= ROUNDS; round++) {
       log(`copy: round ${round} of ${ROUNDS}`);
       if (round > 1) await resetReshard(env);
+      await quiet('copy');
       runs.push(await reshardCopy(env, 'copy'));
+      await quiet('copy');
       runs.push(await onceMoreOnDeadlock(() => mysqldumpCopy(env, 'serial')));
+      await quiet('copy');
       runs.push(await onceMoreOnDeadlock(() => mysqldumpCopy(env, 'parallel')));
+      await quiet('copy');
       runs.push(await onceMoreOnDeadlock(() => myloaderCopy(env)));
+      await quiet('copy');
       runs.push(await loadDataCopy(env, tsv));
     }
   } finally {

@@ -8,7 +8,8 @@
  * stops them itself — and never anything it did not start.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import mysql, { type Connection, type RowDataPacket } from 'mysql2/promise';
 import { type CommandMemory, RssSampler } from './memory.js';
@@ -215,6 +216,44 @@ export function qi(ident: string): string {
 /** Single-quote for bash. */
 export function sh(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Busy and total jiffies of all CPUs, from /proc/stat (undefined where there is none). */
+function cpuTimes(): { busy: number; total: number } | undefined {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0); // idle + iowait
+    const total = f.reduce((a, b) => a + b, 0);
+    return { busy: total - idle, total };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Wait until the machine is quiet: under 15 % of one CPU busy over half a second, for at most
+ * 20 s. Called before each timed run of a tool, whichever tool: a run used to start while the
+ * servers still purged and flushed what the previous step wrote (a copy of 2 M rows just before
+ * the full verify), and the tool measured next paid for it. Returns the seconds waited.
+ */
+export async function quiet(label: string): Promise<number> {
+  const t0 = Date.now();
+  const cpus = Math.max(1, availableParallelism());
+  for (;;) {
+    const a = cpuTimes();
+    await sleep(500);
+    const b = cpuTimes();
+    if (!a || !b) return 0;
+    const busyCpus = ((b.busy - a.busy) / Math.max(1, b.total - a.total)) * cpus;
+    if (busyCpus < 0.15 || Date.now() - t0 > 20_000) {
+      const waited = (Date.now() - t0) / 1000;
+      if (waited > 1)
+        log(
+          `${label}: waited ${waited.toFixed(1)} s for the machine to go quiet (${busyCpus.toFixed(2)} CPUs busy)`,
+        );
+      return waited;
+    }
+  }
 }
 
 export function sleep(ms: number): Promise<void> {

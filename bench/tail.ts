@@ -489,6 +489,22 @@ async function liveLag(
       if (Date.now() > warm) return { error: 'reshard tail (live): no probe row arrived within 120 s' };
       await Promise.race([sleep(50), failedLoop]);
     }
+    // Then until it has finished starting: the probes of the last second all arrived, each
+    // within 0.2 s. The first probes arrive while the fresh process is still connecting and
+    // compiling its hot paths (seen: 3.7 s for the first); starting the load then put that
+    // backlog into the warm-up, which is there for the load's own start.
+    const settled = Date.now() + 30_000;
+    const caughtUp = () => {
+      const now = performance.now();
+      const recent = probes.filter((p) => p.committedAt > now - 1000 && p.committedAt < now - 300);
+      return (
+        recent.length >= 4 && recent.every((p) => p.seenAt !== undefined && p.seenAt - p.committedAt < 200)
+      );
+    };
+    while (!caughtUp() && Date.now() < settled) {
+      if (tailExited) return { error: failureNote('reshard tail (live)', await tailRun) };
+      await Promise.race([sleep(50), failedLoop]);
+    }
     log(
       `tail: sysbench oltp_write_only at --rate ${o.rates.join(', ')} trx/s on s0, s1 for ${WARM_S} + ${o.seconds} s, probing lag after the first ${WARM_S} s`,
     );

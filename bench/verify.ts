@@ -23,7 +23,17 @@
  */
 import type { Connection, RowDataPacket } from 'mysql2/promise';
 import { reshardCopy } from './copy.js';
-import { failureNote, INSTALL_HINT, type Instance, lastJson, log, qi, SOURCES, TARGETS } from './harness.js';
+import {
+  failureNote,
+  INSTALL_HINT,
+  type Instance,
+  lastJson,
+  log,
+  qi,
+  quiet,
+  SOURCES,
+  TARGETS,
+} from './harness.js';
 import { missing, type Row, row } from './report.js';
 import type { BenchEnv } from './sandbox.js';
 
@@ -46,6 +56,7 @@ export async function benchVerify(env: BenchEnv, rows: Row[]): Promise<void> {
       missing('verify', 'reshard', 'seconds', note),
     );
   } else {
+    await quiet('verify');
     log('verify: reshard verify (full)');
     const r = await cli.run(verifyArgs(env, false), { memoryLabel: 'verify', rows: shop.rows });
     if (r.code === 0 || r.code === 4) {
@@ -76,6 +87,7 @@ export async function benchVerify(env: BenchEnv, rows: Row[]): Promise<void> {
 
   const agreement = await ptAgreement(env);
   for (const kind of ['crc32-chunk', 'md5-64-chunk'] as const) {
+    await quiet('verify');
     log(`verify: ${kind} over sources and targets`);
     const res = await chunkChecksum(env, kind);
     rows.push(
@@ -126,6 +138,7 @@ async function incremental(
   if (cli.command('tail').help.includes('--json')) tailArgs.push('--json');
   const t = await cli.run(tailArgs, { memoryLabel: 'tail (1% of shop)', rows: changed });
   if (t.code !== 0) return neither(failureNote('reshard tail', t));
+  await quiet('verify');
   log('verify: reshard verify --incremental');
   const r = await cli.run(verifyArgs(env, true), { memoryLabel: 'verify --incremental', rows: changed });
   if (r.code !== 0 && r.code !== 4) return neither(failureNote('reshard verify --incremental', r));
@@ -148,6 +161,7 @@ async function incremental(
   // definitions, run records). It does not grow with the data; the lookups do.
   if (r.code !== 0) out.push(missing('verify', 'reshard', fixed, 'needs a clean incremental run first'));
   else {
+    await quiet('verify');
     log('verify: reshard verify --incremental again, nothing changed (its fixed cost)');
     const again = await cli.run(verifyArgs(env, true), {
       memoryLabel: 'verify --incremental (no change)',

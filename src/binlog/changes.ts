@@ -9,7 +9,7 @@
  * that commit), so an applied change is never missing from either record; a crash in between only
  * adds a harmless extra re-check.
  * Cost: at most one control-schema write per window (plus a compaction every COMPACT_EVERY
- * writes, in the same chain) and one in flight per recorder; whatever
+ * writes, on a connection of its own when the tailer gives one) and one in flight per recorder; whatever
  * arrives meanwhile shares the next write (so under a steady stream the writes grow, not their
  * queue). Writes on one control connection are serialized (recordChanges runs its own transaction).
  * Keys add one packed row per table to that write, and each key is written once per epoch.
@@ -45,6 +45,7 @@ export class ChangeRecorder {
   private lastWriteAt = Number.NEGATIVE_INFINITY;
   private writes = 0;
   private lastCompactionWarning = Number.NEGATIVE_INFINITY;
+  private compacting: Promise<void> | undefined;
   private readonly control: ControlRunner;
   /** What writes are serialized on: the link, or the one connection. */
   private readonly chainKey: object;
@@ -54,6 +55,12 @@ export class ChangeRecorder {
     private readonly jobId: number,
     private readonly source: string,
     private readonly windowMs = 50,
+    /**
+     * Where compactions run. Given (the tailer gives each recorder a connection of its own), they
+     * never wait for, nor hold up, a record: records are what every target commit waits for. Else
+     * they run on the records' connection, between two records.
+     */
+    private readonly compactor?: ControlRunner,
   ) {
     if ('run' in control) {
       this.control = control;
@@ -80,6 +87,11 @@ export class ChangeRecorder {
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     this.schedule();
     return p;
+  }
+
+  /** Resolves once no compaction is running (before its connection is closed). */
+  async settle(): Promise<void> {
+    await this.compacting;
   }
 
   /** Logged at most once a minute: deltas pile up (readers still OR them) until one succeeds. */
@@ -116,23 +128,39 @@ export class ChangeRecorder {
           recordChanges({ conn }, this.jobId, this.source, rows),
         ),
       );
-    // Compaction is housekeeping, after the record (whose waiters it does not hold up) and before
-    // the next write on this connection. A failure leaves the deltas for the next try: readers
-    // OR them either way.
+    // Compaction is housekeeping, after the record (whose waiters it does not hold up). A failure
+    // leaves the deltas for the next try: readers OR them either way.
     const compact = ++this.writes % COMPACT_EVERY === 0;
-    chains.set(
-      key,
-      compact
-        ? next
-            .catch(() => undefined)
-            .then(() =>
-              this.control.run(`folding ${this.source}'s change filter`, (conn) =>
-                compactChanges(conn, this.jobId, this.source),
-              ),
-            )
-            .catch((e: unknown) => this.compactionFailed(e))
-        : next,
-    );
+    const fold = () =>
+      (this.compactor ?? this.control).run(`folding ${this.source}'s change filter`, (conn) =>
+        compactChanges(conn, this.jobId, this.source),
+      );
+    if (!compact) chains.set(key, next);
+    else if (!this.compactor) {
+      // On the records' connection: before the next record, which then waits for it.
+      chains.set(
+        key,
+        next
+          .catch(() => undefined)
+          .then(fold)
+          .catch((e: unknown) => this.compactionFailed(e)),
+      );
+    } else {
+      chains.set(key, next);
+      // Its own connection: one at a time; a fold still running when the next is due is skipped.
+      if (!this.compacting) {
+        this.compacting = next
+          .catch(() => undefined)
+          .then(fold)
+          .then(
+            () => undefined,
+            (e: unknown) => this.compactionFailed(e),
+          )
+          .finally(() => {
+            this.compacting = undefined;
+          });
+      }
+    }
     next
       .then(
         () => {

@@ -470,6 +470,7 @@ class Pipeline {
    */
   private changes: ChangeRecorder | undefined;
   private changesControl: ControlLink | undefined;
+  private compactControl: ControlLink | undefined;
   /** Per target, per table: how to decode images for that target. */
   private readonly targetTables = new Map<string, Map<string, TargetTable>>();
   /** Target tables whose primary keys compare by bytes (compact.ts may reorder their ops). */
@@ -538,7 +539,15 @@ class Pipeline {
       // Its own connection, taking several statements per packet: a record is two round trips.
       // A new connection records nothing before the tailer's stream locks are held again.
       this.changesControl = await t.openLink({ multipleStatements: true, onConnect: () => t.ensureLocked() });
-      this.changes = new ChangeRecorder(this.changesControl, t.ctx.job.id, this.name);
+      // Compactions of the change filter on a third connection: records never queue behind them.
+      this.compactControl = await t.openLink({ onConnect: () => t.ensureLocked() });
+      this.changes = new ChangeRecorder(
+        this.changesControl,
+        t.ctx.job.id,
+        this.name,
+        50,
+        this.compactControl,
+      );
     }
     await this.checkBinlogSettings(conn);
     await this.measureClock(conn);
@@ -1162,6 +1171,9 @@ class Pipeline {
     this.conn = undefined;
     await this.changesControl?.close().catch(() => undefined);
     this.changesControl = undefined;
+    await this.changes?.settle();
+    await this.compactControl?.close().catch(() => undefined);
+    this.compactControl = undefined;
   }
 }
 

@@ -38,6 +38,7 @@ import { connectShard, describeEndpoint } from '../db/connect.js';
 import { q, qt } from '../db/quote.js';
 import { PreconditionError, ReshardError, UsageError } from '../errors.js';
 import type { Shard, TableSpec, Topology } from '../topology/types.js';
+import { thousands } from '../util/format.js';
 import { sidePredicate, sqlBytes } from './plan-index.js';
 import { planHash } from './planfile.js';
 import { createRouter, type RouteKey, sqlResidueExpr } from './router.js';
@@ -1033,7 +1034,7 @@ function methodOf(plan: Plan, mode: EstimateMode, e: Estimate | undefined): stri
 // Formatting shared with render.ts
 
 export function fmtInt(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
+  return thousands(n);
 }
 
 export function fmtDuration(seconds: number): string {

@@ -8,6 +8,7 @@
 import * as z from 'zod';
 import { isPasswordParam } from '../db/dsn.js';
 import type { ValidationIssue } from '../errors.js';
+import { thousands } from '../util/format.js';
 import type {
   RangeSpec,
   Scheme,
@@ -687,7 +688,7 @@ export function normalizeTopology(
         issue(
           ctx,
           `shards[${worst}].weight`,
-          `makes the ring ${total.toLocaleString('en-US')} points (scheme.vnodes ${vnodes} × each shard's weight, summed); at most ${MAX_RING_POINTS.toLocaleString('en-US')}`,
+          `makes the ring ${thousands(total)} points (scheme.vnodes ${vnodes} × each shard's weight, summed); at most ${thousands(MAX_RING_POINTS)}`,
           'weights are relative: scale them down (1 for the smallest shard), or lower scheme.vnodes',
         );
       }

@@ -31,6 +31,7 @@ export { renderVerifyReport } from './report.js';
 export { canonicalBytes, encodeRow, type RawRow, RowHasher } from './rowhash.js';
 export { assertVerified, runVerify, type VerifyOptions, type VerifyProgress } from './verifier.js';
 
+import { thousands } from '../util/format.js';
 import type { VerifyProgress } from './verifier.js';
 
 /**
@@ -53,7 +54,7 @@ export function progressPrinter(write: (line: string) => void): (p: VerifyProgre
     if (p.phase === 'scan') {
       const pct =
         p.estimatedRows > 0 ? ` (~${Math.min(99, Math.floor((100 * p.rows) / p.estimatedRows))}%)` : '';
-      line = `verify: read ${p.rows.toLocaleString('en-US')} rows${pct}, ${Math.round(p.rows / Math.max(secs, 0.001)).toLocaleString('en-US')} rows/s`;
+      line = `verify: read ${thousands(p.rows)} rows${pct}, ${thousands(p.rows / Math.max(secs, 0.001))} rows/s`;
     } else {
       line = `verify: ${p.phase}${p.message ? `: ${p.message}` : ''}`;
     }

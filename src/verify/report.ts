@@ -3,6 +3,7 @@
  * rendering for humans.
  */
 import { table as textTable } from '../output.js';
+import { thousands } from '../util/format.js';
 import type { JsonValue } from './table.js';
 
 export interface BucketRef {
@@ -101,7 +102,7 @@ export interface VerifyReport {
 }
 
 function n(x: number): string {
-  return x.toLocaleString('en-US');
+  return thousands(x);
 }
 
 function shown(v: JsonValue): string {

@@ -160,6 +160,109 @@ describe('ChangeRecorder', () => {
     });
   });
 
+  it('compaction holds no lock while it reads and ORs: a record goes through meanwhile, and a fold whose generations changed is rolled back', async () => {
+    await withJob('tailcompactlock', async (ctx, e) => {
+      const other = await connectControl(e.controlDsn);
+      try {
+        const job = ctx.job.id;
+        const row = (id: number) => ({ table: 'users', pk: [String(id)], target: 't0' });
+        const epoch = await openEpoch(ctx.control.conn, job, ['s0']);
+        for (let id = 1; id <= 3; id++) await recordChanges(ctx.control, job, 's0', [row(id)]);
+        // Between its read and its fold, a record inserts the next generation on another
+        // connection with a short lock wait: it would time out (1205) if the compaction held
+        // the newest generation's lock or the gap above it while reading.
+        await other.conn.query(`USE \`${new URL(e.controlDsn).pathname.slice(1)}\``);
+        await other.conn.query('SET SESSION innodb_lock_wait_timeout = 1');
+        let recorded: number | undefined;
+        expect(
+          await compactChanges(ctx.control.conn, job, 's0', async () => {
+            recorded = await recordChanges({ conn: other.conn }, job, 's0', [row(4)]);
+          }),
+        ).toBe(true);
+        expect(recorded).toBe(epoch.s0! + 4);
+        const gens = async () =>
+          (
+            await ctx.control.conn.query<RowDataPacket[]>(
+              'SELECT generation, encoding FROM reshard_bloom_filters WHERE job_id = ? AND shard = ? ORDER BY generation',
+              [job, 's0'],
+            )
+          )[0].map((r) => [Number(r.generation), Number(r.encoding)]);
+        // The epoch's row and deltas 1–3 folded into delta 3's number; the record's generation
+        // (4) was not read, so it stays as it was.
+        expect(await gens()).toEqual([
+          [epoch.s0! + 3, 0],
+          [epoch.s0! + 4, 1],
+        ]);
+        const set = await loadChangeSet(ctx.control.conn, job, epoch);
+        for (let id = 1; id <= 4; id++)
+          expect(set.mayHaveChanged('users', changeIdOfPk([String(id)]))).toBe(true);
+
+        // A generation it read disappears before the fold (a prune, another compaction): it
+        // changes nothing.
+        for (let id = 5; id <= 6; id++) await recordChanges(ctx.control, job, 's0', [row(id)]);
+        const before = await gens();
+        expect(
+          await compactChanges(ctx.control.conn, job, 's0', async () => {
+            await other.conn.query(
+              'DELETE FROM reshard_bloom_filters WHERE job_id = ? AND shard = ? AND generation = ?',
+              [job, 's0', epoch.s0! + 4],
+            );
+          }),
+        ).toBe(false);
+        expect(await gens()).toEqual(before.filter(([g]) => g !== epoch.s0! + 4));
+        // And the newest one changed under it (another compaction wrote it whole): nothing either.
+        await recordChanges(ctx.control, job, 's0', [row(7)]);
+        const newest = epoch.s0! + 7;
+        const before2 = await gens();
+        expect(
+          await compactChanges(ctx.control.conn, job, 's0', async () => {
+            await other.conn.query(
+              'UPDATE reshard_bloom_filters SET inserted = inserted + 1 WHERE job_id = ? AND shard = ? AND generation = ?',
+              [job, 's0', newest],
+            );
+          }),
+        ).toBe(false);
+        expect(await gens()).toEqual(before2);
+      } finally {
+        await other.close();
+      }
+    });
+  });
+
+  it('a recorder given a connection for compactions folds there, and its records lose no key', async () => {
+    await withJob('tailrecfold', async (ctx, e) => {
+      const folds = await connectControl(e.controlDsn);
+      try {
+        await folds.conn.query(`USE \`${new URL(e.controlDsn).pathname.slice(1)}\``);
+        const users = { name: 'users', pk: [0] } as unknown as TableMeta;
+        const op = (id: number): RowOp => ({ kind: 'upsert', table: users, source: 's0', row: [String(id)] });
+        const seen: string[] = [];
+        const recorder = new ChangeRecorder(ctx.control, ctx.job.id, 's0', 0, {
+          run: (what, fn) => {
+            seen.push(what);
+            return fn(folds.conn);
+          },
+        });
+        // One record at a time: 130 writes, so two compactions are due.
+        for (let id = 1; id <= 130; id++) await recorder.record(new Map([['t0', [op(id)]]]));
+        await recorder.settle();
+        expect(seen.length).toBeGreaterThanOrEqual(1);
+        expect(seen.every((w) => w.includes('folding'))).toBe(true);
+        const set = await loadChangeSet(ctx.control.conn, ctx.job.id, null);
+        for (let id = 1; id <= 130; id++)
+          expect(set.mayHaveChanged('users', changeIdOfPk([String(id)]))).toBe(true);
+        const [left] = await ctx.control.conn.query<RowDataPacket[]>(
+          'SELECT COUNT(*) AS n, MAX(generation) AS g FROM reshard_bloom_filters WHERE job_id = ? AND shard = ?',
+          [ctx.job.id, 's0'],
+        );
+        expect(Number(left[0]!.g)).toBe(130);
+        expect(Number(left[0]!.n)).toBeLessThan(130 - 60);
+      } finally {
+        await folds.close();
+      }
+    });
+  });
+
   it('compaction folds only the current epoch, loses no change, and keeps the exact keys', async () => {
     await withJob('tailcompact', async (ctx) => {
       const conn = ctx.control.conn;
@@ -181,9 +284,10 @@ describe('ChangeRecorder', () => {
         [job, 's0'],
       );
       // The three pre-epoch deltas stay apart (pruning drops them after a clean run); the epoch's
-      // own row and its four deltas became one whole filter numbered after them.
+      // own row and its four deltas became one whole filter under the newest one's number (a
+      // record's next generation is then still the one after it).
       expect(rows.map((r) => Number(r.encoding))).toEqual([1, 1, 1, 0]);
-      expect(Number(rows[3]!.generation)).toBe(epoch.s0! + 5);
+      expect(Number(rows[3]!.generation)).toBe(epoch.s0! + 4);
       const after = await loadChangeSet(conn, job, epoch);
       for (let id = 1001; id <= 1400; id++)
         expect(after.mayHaveChanged('users', changeIdOfPk([String(id)]))).toBe(true);
