@@ -37,6 +37,7 @@ import {
   lastJson,
   log,
   qi,
+  quiet,
   SOURCES,
   sh,
   sleep,
@@ -154,6 +155,7 @@ export async function benchTail(env: BenchEnv, rows: Row[]): Promise<void> {
   let liveNote = reshardNote;
   if (reshardNote) rows.push(missing('tail', 'reshard', 'rows_per_s', reshardNote));
   else {
+    await quiet('tail');
     log('tail: reshard tail --until-caught-up over the recorded binlog');
     const args = ['tail', '--plan', plan, '--control', env.controlDsn, '--until-caught-up'];
     if (cli.command('tail').help.includes('--json')) args.push('--json');
@@ -191,6 +193,7 @@ export async function benchTail(env: BenchEnv, rows: Row[]): Promise<void> {
 
   if (replicaNote) rows.push(missing('tail', 'replica', 'rows_per_s', replicaNote));
   else {
+    await quiet('tail');
     log('tail: MariaDB replication (r0, multi-source) over the same binlog');
     const r = await replicate(env, start, end, Math.max(120, seconds * 20));
     if ('error' in r) rows.push(missing('tail', 'replica', 'rows_per_s', r.error));
@@ -401,6 +404,7 @@ async function liveLag(
   const toRouter = createRouter(loadTopology(o.to));
   const controlDb = decodeURIComponent(new URL(env.controlDsn).pathname.slice(1));
   const stopTail = new AbortController();
+  await quiet('tail');
   log('tail: reshard tail live (until stopped) for the lag measurement');
   const args = ['tail', '--plan', o.plan, '--control', env.controlDsn];
   if (cli.command('tail').help.includes('--json')) args.push('--json');
