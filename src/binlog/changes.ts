@@ -147,11 +147,13 @@ export class ChangeRecorder {
       );
     } else {
       chains.set(key, next);
-      // Its own connection: one at a time; a fold still running when the next is due is skipped.
+      // Its own connection, which other recorders may share (they take turns on it): one fold of
+      // this recorder's at a time, and one still running when the next is due is skipped.
       if (!this.compacting) {
-        this.compacting = next
-          .catch(() => undefined)
-          .then(fold)
+        const turn = chains.get(this.compactor) ?? Promise.resolve();
+        const folded = Promise.all([next.catch(() => undefined), turn.catch(() => undefined)]).then(fold);
+        chains.set(this.compactor, folded);
+        this.compacting = folded
           .then(
             () => undefined,
             (e: unknown) => this.compactionFailed(e),

@@ -470,7 +470,6 @@ class Pipeline {
    */
   private changes: ChangeRecorder | undefined;
   private changesControl: ControlLink | undefined;
-  private compactControl: ControlLink | undefined;
   /** Per target, per table: how to decode images for that target. */
   private readonly targetTables = new Map<string, Map<string, TargetTable>>();
   /** Target tables whose primary keys compare by bytes (compact.ts may reorder their ops). */
@@ -539,14 +538,14 @@ class Pipeline {
       // Its own connection, taking several statements per packet: a record is two round trips.
       // A new connection records nothing before the tailer's stream locks are held again.
       this.changesControl = await t.openLink({ multipleStatements: true, onConnect: () => t.ensureLocked() });
-      // Compactions of the change filter on a third connection: records never queue behind them.
-      this.compactControl = await t.openLink({ onConnect: () => t.ensureLocked() });
+      // Compactions of the change filter on a connection of their own, one for all sources
+      // (they take turns): records never queue behind them.
       this.changes = new ChangeRecorder(
         this.changesControl,
         t.ctx.job.id,
         this.name,
         50,
-        this.compactControl,
+        await t.compactions(),
       );
     }
     await this.checkBinlogSettings(conn);
@@ -1172,8 +1171,6 @@ class Pipeline {
     await this.changesControl?.close().catch(() => undefined);
     this.changesControl = undefined;
     await this.changes?.settle();
-    await this.compactControl?.close().catch(() => undefined);
-    this.compactControl = undefined;
   }
 }
 
@@ -1254,6 +1251,8 @@ class Tailer implements TailHandle {
    * (retakeLocks), and work on it is retried until `reconnectForMs`.
    */
   private control: ControlLink | undefined;
+  /** The change recorders' compactions, every source's, on one control connection (compactions()). */
+  private compactLink: Promise<ControlLink> | undefined;
   /** Mirrors queued or running: the timer adds none while one waits for the control server. */
   private mirrorsQueued = 0;
 
@@ -1517,6 +1516,7 @@ class Tailer implements TailHandle {
       );
     } catch (e) {
       await Promise.all(this.pipelines.map((p) => p.close()));
+      await this.closeCompactions();
       await this.unlock();
       await this.control.close();
       throw e;
@@ -1538,6 +1538,18 @@ class Tailer implements TailHandle {
     for (const t of this.timers) t.unref();
     const now = Date.now();
     for (const p of this.pipelines) p.sample(now);
+  }
+
+  /** The control connection the change recorders fold their filters on (opened on first use). */
+  compactions(): Promise<ControlLink> {
+    this.compactLink ??= this.openLink({ onConnect: () => this.ensureLocked() });
+    return this.compactLink;
+  }
+
+  private async closeCompactions(): Promise<void> {
+    const link = this.compactLink;
+    this.compactLink = undefined;
+    await (await link?.catch(() => undefined))?.close().catch(() => undefined);
   }
 
   /** A control connection of this tailer's (see ControlLink): retried until `reconnectForMs`. */
@@ -1828,6 +1840,7 @@ class Tailer implements TailHandle {
           )
           .catch(() => undefined);
         await Promise.all(this.pipelines.map((p) => p.close()));
+        await this.closeCompactions();
         await this.unlock();
         await this.control?.close();
         await new Promise<void>((r) => (this.server ? this.server.close(() => r()) : r()));

@@ -229,7 +229,7 @@ describe('ChangeRecorder', () => {
     });
   });
 
-  it('a recorder given a connection for compactions folds there, and its records lose no key', async () => {
+  it('recorders sharing a connection for compactions fold there one at a time, and their records lose no key', async () => {
     await withJob('tailrecfold', async (ctx, e) => {
       const folds = await connectControl(e.controlDsn);
       try {
@@ -237,26 +237,44 @@ describe('ChangeRecorder', () => {
         const users = { name: 'users', pk: [0] } as unknown as TableMeta;
         const op = (id: number): RowOp => ({ kind: 'upsert', table: users, source: 's0', row: [String(id)] });
         const seen: string[] = [];
-        const recorder = new ChangeRecorder(ctx.control, ctx.job.id, 's0', 0, {
-          run: (what, fn) => {
+        let inFlight = 0;
+        let most = 0;
+        // The tailer gives every source's recorder the same link: its folds must take turns
+        // (one connection, one transaction at a time).
+        const compactor = {
+          run: async <T>(what: string, fn: (c: typeof folds.conn) => Promise<T>): Promise<T> => {
             seen.push(what);
-            return fn(folds.conn);
+            most = Math.max(most, ++inFlight);
+            try {
+              return await fn(folds.conn);
+            } finally {
+              inFlight--;
+            }
           },
-        });
-        // One record at a time: 130 writes, so two compactions are due.
-        for (let id = 1; id <= 130; id++) await recorder.record(new Map([['t0', [op(id)]]]));
-        await recorder.settle();
-        expect(seen.length).toBeGreaterThanOrEqual(1);
+        };
+        const shards = ['s0', 's1'];
+        const recorders = shards.map((sh) => new ChangeRecorder(ctx.control, ctx.job.id, sh, 0, compactor));
+        // One record at a time per source: 130 writes each, so two compactions each are due.
+        await Promise.all(
+          recorders.map(async (r) => {
+            for (let id = 1; id <= 130; id++) await r.record(new Map([['t0', [op(id)]]]));
+          }),
+        );
+        for (const r of recorders) await r.settle();
+        expect(seen.length).toBeGreaterThanOrEqual(2);
         expect(seen.every((w) => w.includes('folding'))).toBe(true);
+        expect(most).toBe(1);
+        for (const sh of shards) {
+          const [left] = await ctx.control.conn.query<RowDataPacket[]>(
+            'SELECT COUNT(*) AS n, MAX(generation) AS g FROM reshard_bloom_filters WHERE job_id = ? AND shard = ?',
+            [ctx.job.id, sh],
+          );
+          expect(Number(left[0]!.g)).toBe(130);
+          expect(Number(left[0]!.n)).toBeLessThan(130 - 60);
+        }
         const set = await loadChangeSet(ctx.control.conn, ctx.job.id, null);
         for (let id = 1; id <= 130; id++)
           expect(set.mayHaveChanged('users', changeIdOfPk([String(id)]))).toBe(true);
-        const [left] = await ctx.control.conn.query<RowDataPacket[]>(
-          'SELECT COUNT(*) AS n, MAX(generation) AS g FROM reshard_bloom_filters WHERE job_id = ? AND shard = ?',
-          [ctx.job.id, 's0'],
-        );
-        expect(Number(left[0]!.g)).toBe(130);
-        expect(Number(left[0]!.n)).toBeLessThan(130 - 60);
       } finally {
         await folds.close();
       }
