@@ -594,9 +594,13 @@ export async function compactChanges(
         Number(newest.inserted),
       ],
     );
+    // A range of the primary key, not IN (…): on a small table with stale statistics the server
+    // planned IN as a full scan, locking every job's rows (seen in review). Nothing is ever
+    // inserted below the newest generation, so the range holds exactly the generations read,
+    // unless some are gone (counted below).
     const [deleted] = await conn.query<ResultSetHeader>(
-      `DELETE FROM ${BLOOM} WHERE job_id = ? AND shard = ? AND generation IN (?)`,
-      [jobId, shard, folded],
+      `DELETE FROM ${BLOOM} WHERE job_id = ? AND shard = ? AND generation >= ? AND generation < ?`,
+      [jobId, shard, folded[0], last],
     );
     if (updated.affectedRows !== 1 || deleted.affectedRows !== folded.length) {
       await conn.rollback();
@@ -781,6 +785,26 @@ export async function openEpoch(
  * keys (loadChangedKeys) knows it read them whole.
  */
 export async function pruneChangesBefore(
+  conn: Connection,
+  jobId: number,
+  epoch: Readonly<Record<string, number>>,
+): Promise<void> {
+  // A tailer's compaction folds downwards from the newest generation while this deletes upwards:
+  // the two can deadlock (1213), and the server may pick either. Each statement is idempotent, so
+  // the whole prune is simply run again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await pruneOnce(conn, jobId, epoch);
+      return;
+    } catch (e) {
+      const errno = (e as { errno?: number }).errno;
+      if ((errno !== 1213 && errno !== 1205) || attempt >= 5) throw e;
+      await new Promise((r) => setTimeout(r, 20 * attempt));
+    }
+  }
+}
+
+async function pruneOnce(
   conn: Connection,
   jobId: number,
   epoch: Readonly<Record<string, number>>,
