@@ -56,9 +56,10 @@ export class ChangeRecorder {
     private readonly source: string,
     private readonly windowMs = 50,
     /**
-     * Where compactions run. Given (the tailer gives each recorder a connection of its own), they
-     * never wait for, nor hold up, a record: records are what every target commit waits for. Else
-     * they run on the records' connection, between two records.
+     * Where compactions run. Given (the tailer gives all its recorders one connection apart from
+     * their records', where they take turns), they never wait for, nor hold up, a record: records
+     * are what every target commit waits for. Else they run on the records' connection, between
+     * two records.
      */
     private readonly compactor?: ControlRunner,
   ) {
