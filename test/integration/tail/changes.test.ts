@@ -17,6 +17,7 @@ import {
   loadChangedKeys,
   loadChangeSet,
   openEpoch,
+  pruneChangesBefore,
   recordChanges,
 } from '../../../src/verify/changes.js';
 import { type Estate, makeEstate } from './helpers.js';
@@ -277,6 +278,49 @@ describe('ChangeRecorder', () => {
           expect(set.mayHaveChanged('users', changeIdOfPk([String(id)]))).toBe(true);
       } finally {
         await folds.close();
+      }
+    });
+  });
+
+  it('a prune that meets a lock it cannot wait out (a compaction holding it, a deadlock) runs again', async () => {
+    await withJob('tailprune', async (ctx, e) => {
+      const db = new URL(e.controlDsn).pathname.slice(1);
+      const holder = await connectControl(e.controlDsn);
+      const pruner = await connectControl(e.controlDsn);
+      try {
+        const job = ctx.job.id;
+        await recordChanges(ctx.control, job, 's0', [{ table: 'users', pk: ['1'] }]);
+        await recordChanges(ctx.control, job, 's0', [{ table: 'users', pk: ['2'] }]);
+        const epoch = await openEpoch(ctx.control.conn, job, ['s0']);
+        await pruner.conn.query(`USE \`${db}\``);
+        await pruner.conn.query('SET SESSION innodb_lock_wait_timeout = 1');
+        // Another session holds a generation the prune deletes, for longer than one lock wait.
+        await holder.conn.query(`USE \`${db}\``);
+        await holder.conn.beginTransaction();
+        await holder.conn.query(
+          'SELECT generation FROM reshard_bloom_filters WHERE job_id = ? AND shard = ? AND generation = 1 FOR UPDATE',
+          [job, 's0'],
+        );
+        let released = 0;
+        const release = new Promise<void>((r) =>
+          setTimeout(() => {
+            released = Date.now();
+            void holder.conn.rollback().then(() => r());
+          }, 1_500),
+        );
+        await pruneChangesBefore(pruner.conn, job, epoch);
+        const doneAt = Date.now();
+        await release;
+        // It finished after the lock was let go (its first attempt timed out: 1205), not before.
+        expect(doneAt).toBeGreaterThanOrEqual(released);
+        const [left] = await ctx.control.conn.query<RowDataPacket[]>(
+          'SELECT generation FROM reshard_bloom_filters WHERE job_id = ? AND shard = ? ORDER BY generation',
+          [job, 's0'],
+        );
+        expect(left.map((r) => Number(r.generation))).toEqual([epoch.s0!]);
+      } finally {
+        await holder.close();
+        await pruner.close();
       }
     });
   });
