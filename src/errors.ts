@@ -131,10 +131,10 @@ export class ValidationError extends UsageError {
   }
 }
 
-/** Wrap anything unexpected so the CLI can say "this is a bug" with the original stack. */
 /** ER_DBACCESS_DENIED, ER_TABLEACCESS_DENIED, ER_COLUMNACCESS_DENIED, ER_SPECIFIC_ACCESS_DENIED. */
 const ACCESS_DENIED = new Set([1044, 1142, 1143, 1227]);
 
+/** Wrap anything unexpected so the CLI can say "this is a bug" with the original stack. */
 export function asReshardError(err: unknown): ReshardError {
   if (err instanceof ReshardError) return err;
   const message = err instanceof Error ? err.message : String(err);

@@ -463,8 +463,8 @@ export class TargetApplier {
               ],
             );
           }
-          // The writes run on the server while beforeCommit's work is in flight.
-          await st.flush();
+          // The writes run on the server while beforeCommit's work is in flight. The copy's fence
+          // is read in the same packet as the writes held until now.
           if (this.opts.copyFence)
             await checkCopyFence(
               (sql, params) => st.read(sql, params, false) as Promise<RowDataPacket[]>,
@@ -472,6 +472,7 @@ export class TargetApplier {
               this.opts.jobId,
               this.opts.target,
             );
+          else await st.flush();
           await opts.beforeCommit?.();
           await conn.query('COMMIT');
           return stats;

@@ -150,15 +150,17 @@ function canonicalExpressionDefault(sql: string): string {
   return canonicalGenerationExpression(sql);
 }
 
+/** Backslash escapes of a string literal (`\n` …); any other escaped character stands for itself. */
+const LITERAL_ESCAPES: Record<string, string> = { n: '\n', r: '\r', t: '\t', '0': '\0', Z: '\x1a', b: '\b' };
+
 /** A string literal's body as MariaDB prints it in COLUMN_DEFAULT (backslash escapes, '' for '), decoded in one pass. */
 function unescapeLiteral(body: string, quote: "'" | '"' = "'"): string {
-  const ESC: Record<string, string> = { n: '\n', r: '\r', t: '\t', '0': '\0', Z: '\x1a', b: '\b' };
   let out = '';
   for (let i = 0; i < body.length; i++) {
     const c = body[i]!;
     if (c === '\\' && i + 1 < body.length) {
       const d = body[++i]!;
-      out += ESC[d] ?? d;
+      out += LITERAL_ESCAPES[d] ?? d;
     } else if (c === quote && body[i + 1] === quote) {
       out += quote;
       i++;
