@@ -12,28 +12,83 @@
  * new connection: a forward tailer whose locks the restart freed kept applying while the reverse
  * stream lock of its target was held. Now it stops.
  *
- * The control server is a private mariadbd (as in tail/control-restart.test.ts).
+ * The control server is a private mariadbd (as in tail/control-restart.test.ts). The tailer
+ * reaches it through a gate (a TCP relay the test can hold shut), so that the other session
+ * takes the lock before the tailer's link can reconnect: with a direct connection the tailer's
+ * reconnect (backoff at most 2 s) raced the test's session, and when the tailer won it held its
+ * stream locks again, and a real reverse tailer would have refused to start.
  */
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tailLockName } from '../../../src/binlog/status.js';
 import { startTail, type TailHandle } from '../../../src/binlog/tailer.js';
+import { openJob } from '../../../src/job/context.js';
 import { type Estate, estateWithPrivateControl, queryOn, sqlOn } from './helpers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A TCP relay to `port` on loopback. While shut, new connections wait unanswered (as behind a
+ * slow network) and are relayed once it opens; relayed connections end with the server's.
+ */
+async function gate(
+  port: number,
+): Promise<{ port: number; shut(): void; open(): void; close(): Promise<void> }> {
+  let shut = false;
+  const waiting: Socket[] = [];
+  const live = new Set<Socket>();
+  const relay = (client: Socket) => {
+    const up = connect(port, '127.0.0.1');
+    live.add(client).add(up);
+    const end = () => {
+      client.destroy();
+      up.destroy();
+      live.delete(client);
+      live.delete(up);
+    };
+    for (const s of [client, up]) s.on('error', end).on('close', end);
+    client.pipe(up);
+    up.pipe(client);
+  };
+  const server: Server = createServer((client) => {
+    if (shut) waiting.push(client);
+    else relay(client);
+  });
+  await new Promise<void>((res) => server.listen(0, '127.0.0.1', res));
+  return {
+    port: (server.address() as { port: number }).port,
+    shut: () => {
+      shut = true;
+    },
+    open: () => {
+      shut = false;
+      for (const c of waiting.splice(0)) if (!c.destroyed) relay(c);
+    },
+    close: async () => {
+      for (const s of [...live, ...waiting]) s.destroy();
+      await new Promise<void>((res) => server.close(() => res()));
+    },
+  };
+}
 
 describe('stream locks after a control-server restart', () => {
   let ctlPort: number;
   let e: Estate;
   let c: Awaited<ReturnType<typeof estateWithPrivateControl>> | undefined;
+  let g: Awaited<ReturnType<typeof gate>> | undefined;
 
   beforeAll(async () => {
     c = await estateWithPrivateControl({ prefix: 'ctllock', rows: 200, seed: 33 });
     e = c.e;
     ctlPort = c.port;
+    g = await gate(ctlPort);
   }, 60_000);
 
-  afterAll(async () => c?.drop());
+  afterAll(async () => {
+    await g?.close();
+    await c?.drop();
+  });
 
   /** A session on the (restarted) control server holding `name`, as another tailer would. */
   async function holdLock(name: string) {
@@ -69,7 +124,12 @@ describe('stream locks after a control-server restart', () => {
     lockOf: (jobId: number) => string,
     marker: string,
   ): Promise<{ applied: boolean; failure: string }> {
-    const ctx = await e.job();
+    // The tailer's control connections go through the gate; the other session's do not.
+    const ctx = await openJob({
+      planPath: e.planPath,
+      control: e.controlDsn.replace(`:${ctlPort}/`, `:${g!.port}/`),
+      create: true,
+    });
     const tail: TailHandle = await startTail({
       ctx,
       metaDb: e.metaDb,
@@ -82,17 +142,20 @@ describe('stream locks after a control-server restart', () => {
     let other: Awaited<ReturnType<typeof holdLock>> | undefined;
     try {
       await tail.waitCaughtUp({ timeoutMs: 30_000 });
+      g!.shut();
       await c!.stopControl();
       await c!.startControl();
-      // Another session takes the lock while the control server is back (the tailer has not
-      // queried its own control connection since).
+      // Another session takes the lock while the control server is back, before the tailer
+      // can reach it again.
       other = await holdLock(lockOf(ctx.job.id));
       expect(other.got, 'the restart freed the lock').toBe('1');
+      g!.open();
       if (jobWatchMs === undefined) await sleep(3000); // the tailer's link reconnects meanwhile
       const id = await touchUserOnS0(marker);
       await sleep(4000);
       return { applied: (await onTargets(id)).includes(marker), failure };
     } finally {
+      g!.open();
       await other?.conn.end().catch(() => undefined);
       await tail.stop().catch(() => undefined);
       await ctx.close().catch(() => undefined);
@@ -115,5 +178,6 @@ describe('stream locks after a control-server restart', () => {
       'rev3-reverse',
     );
     expect(r.applied, 'forward tailer applied while a reverse tailer holds its lock').toBe(false);
+    expect(r.failure).toBe('E_TAIL_OTHER_DIRECTION');
   }, 60_000);
 });
