@@ -15,6 +15,8 @@ import type { RowDataPacket } from 'mysql2/promise';
 import { liveCopyWorkers } from '../copy/index.js';
 import { PreconditionError, UsageError } from '../errors.js';
 import { type JobContext, openJob } from '../job/context.js';
+import { runPreflight } from '../preflight/index.js';
+import type { PreflightIssue } from '../preflight/types.js';
 import { type JobState, transitionJob } from '../state/control.js';
 import { readActiveRouting, routingFromTopology } from '../status/routing.js';
 import { runVerify } from '../verify/index.js';
@@ -300,7 +302,42 @@ async function check(
           },
     );
   }
+  if (!opts.readsOnly) {
+    const problems = await reverseReplicationProblems(ctx, opts.metaDb ?? DEFAULTS.metaDb);
+    add(
+      problems.length === 0
+        ? {
+            name: 'reverse replication',
+            ok: true,
+            detail: `after the flip reshard may read the binlogs of ${ctx.to.shards.map((s) => s.name).join(', ')} and write into ${ctx.from.shards.map((s) => s.name).join(', ')}`,
+          }
+        : {
+            name: 'reverse replication',
+            ok: false,
+            detail: problems.map((p) => p.message).join('; '),
+            hint: problems.map((p) => p.hint).join('; '),
+          },
+    );
+  }
   return { checks, freeze, facts, rttMs };
+}
+
+/**
+ * What reverse replication needs, read again before anything is frozen: it tails the new shards
+ * (binlog settings, replication rights) and writes into the old shards' tables and meta database.
+ * Copy's preflight checked the same, but settings and grants may have changed since; found
+ * missing only after the flip, the reverse tailer would stop while the application writes to
+ * the new shards, and a rollback would lose those writes.
+ */
+async function reverseReplicationProblems(ctx: JobContext, metaDb: string): Promise<PreflightIssue[]> {
+  const report = await runPreflight({
+    from: ctx.from,
+    to: ctx.to,
+    roles: { from: ['target'], to: ['source'] },
+    metaDb,
+  });
+  // Table definitions are the tailer's to follow (DDL) once the copy has begun; not re-judged here.
+  return report.failures.filter((f) => f.check === 'connect' || f.check === 'grants' || f.check === 'binlog');
 }
 
 function summary(freeze: FreezeServer[]): ServerSummary[] {

@@ -51,8 +51,9 @@ export interface PreflightOptions {
   /** The target topology, when resharding: its shards are targets. */
   to?: Topology;
   /**
-   * Roles per side. Default: from = source; to = target and source, because after cutover
-   * reverse replication tails the targets' binlogs (so rollback stays possible).
+   * Roles per side. Default: both sides are source and target, because after cutover reverse
+   * replication tails the targets' binlogs and writes into the old shards (and their meta
+   * database), so that a rollback loses nothing.
    */
   roles?: { from?: readonly Role[]; to?: readonly Role[] };
   /** Shards checked at once (one connection each). Default 16. */
@@ -64,8 +65,11 @@ export interface PreflightOptions {
   metaDb?: string;
 }
 
+// The old shards are checked as targets too: lacking write rights there, the cutover froze,
+// flipped, and only then did the reverse tailer fail at its first write — writes taken on the
+// new shards from then on could not be carried back, and a rollback would have lost them.
 export const DEFAULT_ROLES: { from: readonly Role[]; to: readonly Role[] } = {
-  from: ['source'],
+  from: ['source', 'target'],
   to: ['target', 'source'],
 };
 
@@ -133,6 +137,12 @@ async function checkGrants(conn: Connection, p: Probe, info: ServerInfo, metaDb:
   const db = p.shard.endpoint.database;
   const source = p.roles.includes('source');
   const target = p.roles.includes('target');
+  // Why a shard must be written: rows are copied into a new shard; an old one receives what
+  // reverse replication carries back after the cutover.
+  const writeReason =
+    p.side === 'from'
+      ? 'reverse replication writes into the old shards after cutover, so rollback loses nothing'
+      : '';
   const globalNeeded = source ? ['REPLICATION SLAVE', 'REPLICATION CLIENT'] : [];
   const tableNeeded = target ? ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] : ['SELECT'];
   const missingGlobal = globalNeeded.filter((priv) => !hasPrivilege(grants, priv, {}, ci));
@@ -152,13 +162,13 @@ async function checkGrants(conn: Connection, p: Probe, info: ServerInfo, metaDb:
   if (missingGlobal.length > 0) {
     const names = missingGlobal.map((x) => privilegeName(x, info)).join(', ');
     parts.push(
-      `${names} ON *.* (needed to read the binlog${target ? ': reverse replication tails targets after cutover' : ''})`,
+      `${names} ON *.* (needed to read the binlog${p.side === 'to' ? ': reverse replication tails targets after cutover' : ''})`,
     );
     fixes.push(`GRANT ${names} ON *.* TO ${account};`);
   }
   if (missingMeta.length > 0) {
     parts.push(
-      `${missingMeta.join(', ')} ON ${q(metaDb)}.* (reshard's own database on each target: positions, parked rows, the copy fence; --meta-db)`,
+      `${missingMeta.join(', ')} ON ${q(metaDb)}.* (reshard's own database on each ${p.side === 'from' ? 'old shard for reverse replication' : 'target'}: positions, parked rows${p.side === 'from' ? '' : ', the copy fence'}; --meta-db)`,
     );
     fixes.push(`GRANT ${missingMeta.join(', ')} ON ${q(metaDb)}.* TO ${account};`);
   }
@@ -168,7 +178,9 @@ async function checkGrants(conn: Connection, p: Probe, info: ServerInfo, metaDb:
       missingByTable.size === p.topology.tables.length &&
       [...missingByTable.values()].every((m) => m.length === union.length);
     const tables = [...missingByTable.entries()].map(([t, m]) => `${m.join(', ')} ON ${qt(db, t)}`);
-    parts.push(`${tables.join('; ')} (needed to ${target ? 'copy rows into the target' : 'read rows'})`);
+    parts.push(
+      `${tables.join('; ')} (needed to ${target ? writeReason || 'copy rows into the target' : 'read rows'})`,
+    );
     if (allSame) fixes.push(`GRANT ${union.join(', ')} ON ${q(db)}.* TO ${account};`);
     else
       for (const [t, m] of missingByTable) fixes.push(`GRANT ${m.join(', ')} ON ${qt(db, t)} TO ${account};`);

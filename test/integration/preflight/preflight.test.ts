@@ -328,7 +328,12 @@ describe('preflight connectivity and grants', () => {
     expect(src.message).toContain(`127.0.0.1:${port('s0')}`);
     expect(src.message).toContain('REPLICATION SLAVE, BINLOG MONITOR');
     expect(src.hint).toContain(`GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO '${user}'@'%';`);
-    expect(src.hint).not.toContain('INSERT');
+    // Table rights are granted on s0; the meta database there (reverse replication) is not.
+    expect(src.hint).not.toContain(`ON \`${db}\``);
+    expect(src.message).toContain('old shard for reverse replication');
+    expect(src.hint).toContain(
+      `GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON \`_reshard\`.* TO '${user}'@'%';`,
+    );
     expect(tgt.message).toContain('INSERT, UPDATE, DELETE');
     expect(tgt.hint).toContain(`GRANT INSERT, UPDATE, DELETE ON \`${db}\`.* TO '${user}'@'%';`);
     expect(report.shards.find((s) => s.shard === 's0')!.user).toBe(`${user}@%`);
@@ -350,6 +355,8 @@ describe('preflight connectivity and grants', () => {
       await asRoot('t0', `GRANT INSERT, UPDATE, DELETE ON \`${db}\`.\`${t}\` TO '${user}'@'%'`);
     // reshard's own database on the target (positions, parked rows, the copy fence).
     await asRoot('t0', `GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON \`_reshard\`.* TO '${user}'@'%'`);
+    // And on the old shard: reverse replication writes there after cutover.
+    await asRoot('s0', `GRANT CREATE, SELECT, INSERT, UPDATE, DELETE ON \`_reshard\`.* TO '${user}'@'%'`);
     const report = await runPreflight(topologies());
     expect(report.failures).toEqual([]);
   });
