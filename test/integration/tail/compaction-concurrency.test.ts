@@ -728,10 +728,17 @@ describe('ChangeRecorder with a compactor (review of 3883c95)', () => {
     const fold = await open();
     let started = 0;
     let finished = 0;
+    // A slow fold (machine saturated), before it takes any lock: it waits until the test lets it
+    // go, after the later records. (It slept 800 ms, and the records had to be done in 600 ms,
+    // a wall-clock race on a loaded machine.)
+    let letFoldGo!: () => void;
+    const foldMayGo = new Promise<void>((r) => {
+      letFoldGo = r;
+    });
     const runner: ControlRunner = {
       run: async (_what, fn) => {
         started++;
-        await sleep(800); // a slow fold (machine saturated), before it takes any lock
+        await foldMayGo;
         const r = await fn(fold);
         finished++;
         return r;
@@ -741,10 +748,25 @@ describe('ChangeRecorder with a compactor (review of 3883c95)', () => {
     for (let id = 1; id <= 64; id++) await recorder.record(one(id));
     await sleep(20);
     expect(started).toBe(1);
-    const t0 = performance.now();
-    for (let id = 65; id <= 70; id++) await recorder.record(one(id));
-    expect(performance.now() - t0).toBeLessThan(600);
-    expect(finished).toBe(0);
+    // Records behind the held fold would never finish: a generous deadline tells that apart.
+    let heldUp: ReturnType<typeof setTimeout> | undefined;
+    const later = (async () => {
+      for (let id = 65; id <= 70; id++) await recorder.record(one(id));
+      return 'recorded';
+    })();
+    try {
+      const outcome = await Promise.race([
+        later,
+        new Promise<string>((r) => {
+          heldUp = setTimeout(() => r('held up by the fold'), 30_000);
+        }),
+      ]);
+      expect(outcome).toBe('recorded');
+      expect(finished).toBe(0);
+    } finally {
+      clearTimeout(heldUp);
+      letFoldGo();
+    }
     await recorder.settle();
     expect(finished).toBe(1);
     expect(await missing(rec, job, null, range(1, 70))).toEqual([]);
