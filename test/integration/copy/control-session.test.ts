@@ -3,9 +3,13 @@
  * must not reconnect, or the new connection keeps `reshard copy` alive after its summary.
  */
 import type { Connection } from 'mysql2/promise';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ControlSession } from '../../../src/copy/claims.js';
 import { rootConn } from '../../support/db.js';
+
+// The real timers, for deadlines while the test fakes them.
+const realSetTimeout = globalThis.setTimeout;
+const realClearTimeout = globalThis.clearTimeout;
 
 function counting() {
   const opened: Connection[] = [];
@@ -74,15 +78,42 @@ describe('ControlSession.close', () => {
   it('ends a call that is waiting out a retry backoff', async () => {
     // A control server that refuses connections: run() retries with doubling backoff. After
     // 6 s it sleeps 1.6–6.4 s between attempts; close() must end that sleep, not wait it out.
-    const s = new ControlSession(async () => {
-      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
-    });
-    const running = s.run('refused', (c) => c.query('SELECT 1'));
-    running.catch(() => undefined);
-    await new Promise((r) => setTimeout(r, 6000));
-    const t0 = Date.now();
-    await s.close();
-    await expect(running).rejects.toThrow(/closed/);
-    expect(Date.now() - t0).toBeLessThan(150);
+    // The backoff's timers are fake: time passes only when the test advances it, so the call is
+    // inside a backoff sleep when close() comes, and can end only if close() ends that sleep.
+    // (With real timers the test slept 6 s and then required the rejection within 150 ms of
+    // wall clock, a race on a loaded machine.)
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+    try {
+      let attempts = 0;
+      const s = new ControlSession(async () => {
+        attempts++;
+        throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' });
+      });
+      const running = s.run('refused', (c) => c.query('SELECT 1'));
+      running.catch(() => undefined);
+      await vi.advanceTimersByTimeAsync(6000);
+      expect(attempts).toBeGreaterThanOrEqual(6);
+      expect(vi.getTimerCount(), 'the call waits out a backoff').toBe(1);
+      const tried = attempts;
+      await s.close();
+      // No fake time passes from here: the backoff ends only by close(). A real-time deadline
+      // tells a call still waiting apart from one that ended.
+      let hung: ReturnType<typeof realSetTimeout> | undefined;
+      const outcome = await Promise.race([
+        running.then(
+          () => 'resolved',
+          (e: unknown) => (e as Error).message,
+        ),
+        new Promise<string>((r) => {
+          hung = realSetTimeout(() => r('still waiting out its backoff'), 10_000);
+        }),
+      ]);
+      realClearTimeout(hung);
+      expect(outcome).toMatch(/closed/);
+      expect(vi.getTimerCount(), 'the backoff timer is cleared').toBe(0);
+      expect(attempts, 'no attempt after close()').toBe(tried);
+    } finally {
+      vi.useRealTimers();
+    }
   }, 30_000);
 });
