@@ -42,8 +42,12 @@ describe(`reshard copy survives kill -9 (seed ${SEED})`, () => {
       '--execute',
       '--json',
     ];
-    // Slow enough that every kill lands mid-copy: ~3 s of copying per run.
-    const slow = [...args, '--rate', '8000', '--concurrency', '2', '--chunk-time', '200ms'];
+    // Slow enough that every kill lands mid-copy: ~8 s of copying in all, ~32 chunks, about 4 a
+    // second. A kill lands some chunks after the one it waits for (the test polls while the copy
+    // goes on, slower on a loaded machine): at --rate 8000 (12 chunks a second) one overshot from
+    // 4 to 10, five such let the fifth killed run finish the copy, and the resumed run had nothing
+    // left to resume.
+    const slow = [...args, '--rate', '3000', '--concurrency', '2', '--chunk-time', '200ms'];
     const kills: { afterChunks: number; extraMs: number; done: number }[] = [];
     for (let i = 0; i < 5; i++) {
       const before = await doneChunks(e);
@@ -61,7 +65,7 @@ describe(`reshard copy survives kill -9 (seed ${SEED})`, () => {
       expect(r.stderr).not.toMatch(/Duplicate entry|ER_DUP_ENTRY|E_BUG/);
       kills.push({ afterChunks: want, extraMs, done: await doneChunks(e) });
     }
-    expect(await jobState(e)).toBe('copying');
+    expect(await jobState(e), JSON.stringify(kills)).toBe('copying');
     const final = await reshard(args);
     expect(final.code, final.stderr).toBe(0);
     expect(final.stderr).not.toMatch(/Duplicate entry|ER_DUP_ENTRY|E_BUG/);
