@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { ChunkSizer, createThrottler, TokenBucket } from '../../../src/copy/throttle.js';
 import { ReshardError } from '../../../src/errors.js';
 
@@ -188,6 +188,41 @@ describe('throttler', () => {
       expect(Date.now() - t1).toBeGreaterThanOrEqual(150);
     } finally {
       th.stop();
+    }
+  });
+
+  it('over a run, admit() paces charged rows at the rate: never faster, and never slower', async () => {
+    // The lower bound the copy integration test cannot assert on a loaded machine (there the
+    // copy's own work adds to the time): on a fake clock the only time that passes is admit()'s
+    // own waiting, so a throttle that holds work back longer than its debt is slower here.
+    vi.useFakeTimers();
+    try {
+      const th = createThrottler({ servers: [], observe: async () => 0, maxThreadsRunning: 10, rate: 2000 });
+      th.start();
+      // Fake time moves only from one timer to the next, so admit() resolves at the first
+      // moment it would (timers of other tests' leftover throttlers are merely stepped over).
+      const admitted = async () => {
+        let done = false;
+        const p = th.admit(['t1']).then(() => {
+          done = true;
+        });
+        while (!done) await vi.advanceTimersToNextTimerAsync();
+        await p;
+      };
+      const t0 = Date.now();
+      let rows = 0;
+      for (let i = 0; i < 100; i++) {
+        await admitted();
+        th.charge('t1', 700);
+        rows += 700;
+      }
+      await admitted();
+      th.stop();
+      const rate = rows / ((Date.now() - t0) / 1000);
+      expect(rate).toBeGreaterThan(2000 * 0.97);
+      expect(rate).toBeLessThan(2000 * 1.03);
+    } finally {
+      vi.useRealTimers();
     }
   });
 
