@@ -6,6 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCopy } from '../../../src/copy/run.js';
 import { compareEstate } from '../../support/compare.js';
+import { port, rootConn } from '../../support/db.js';
+import { untilQuiet } from '../../support/quiesce.js';
 import { chunkRows, type Estate, jobState, makeEstate, spawnReshard } from './helpers.js';
 
 describe('two workers on one job', () => {
@@ -81,18 +83,42 @@ describe('a frozen worker', () => {
       { RESHARD_COPY_LEASE_MS: '1500' },
     );
     try {
-      const deadline = Date.now() + 60_000;
-      let held: Awaited<ReturnType<typeof chunkRows>> = [];
-      while (Date.now() < deadline) {
-        const rows = await chunkRows(e).catch(() => []);
-        held = rows.filter((c) => c.state === 'claimed' && c.worker_id === 'worker-a');
-        if (held.length > 0 && rows.some((c) => c.state === 'done')) break;
-        await new Promise((r) => setTimeout(r, 20));
+      // Freeze A while it holds a chunk. What A holds is read only once A is quiet: a statement
+      // it sent just before SIGSTOP (a chunk's 'done' COMMIT, a new claim) may still land on the
+      // control server, so reading right after the signal could name a chunk A then finished, or
+      // miss one it claimed. A that finished its chunk before it stopped holds none: let it run
+      // on and freeze it again.
+      const ctl = await rootConn('ctl', e.controlDb);
+      let frozen: Awaited<ReturnType<typeof chunkRows>> = [];
+      try {
+        const deadline = Date.now() + 60_000;
+        while (frozen.length === 0 && Date.now() < deadline) {
+          const rows = await chunkRows(e).catch(() => []);
+          const held = rows.filter((c) => c.state === 'claimed' && c.worker_id === 'worker-a');
+          if (held.length === 0 || !rows.some((c) => c.state === 'done')) {
+            await new Promise((r) => setTimeout(r, 20));
+            continue;
+          }
+          a.child.kill('SIGSTOP');
+          await untilQuiet(a.child.pid!, port('ctl'), ctl);
+          frozen = (await chunkRows(e)).filter((c) => c.state === 'claimed' && c.worker_id === 'worker-a');
+          if (frozen.length === 0) a.child.kill('SIGCONT');
+        }
+        expect(frozen.length).toBeGreaterThan(0);
+        // The leases expire (A renews them no more): by the control server's clock, not a sleep
+        // of the test's (it was 2 s against a 1.5 s lease).
+        const until = Date.now() + 60_000;
+        for (;;) {
+          const [r] = await ctl.query(
+            "SELECT COUNT(*) AS n FROM reshard_copy_chunks WHERE state = 'claimed' AND worker_id = 'worker-a' AND lease_expires_at >= NOW(6)",
+          );
+          if (Number((r as { n: string }[])[0]!.n) === 0) break;
+          expect(Date.now(), "the frozen worker's leases never expired").toBeLessThan(until);
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      } finally {
+        await ctl.end();
       }
-      a.child.kill('SIGSTOP');
-      const frozen = (await chunkRows(e)).filter((c) => c.state === 'claimed' && c.worker_id === 'worker-a');
-      expect(frozen.length).toBeGreaterThan(0);
-      await new Promise((r) => setTimeout(r, 2000)); // the leases expire
       // Worker B starts; once it has retaken A's chunks, A dies for good (its locks go with it).
       const b = runCopy({
         planPath: e.planPath,
@@ -101,7 +127,8 @@ describe('a frozen worker', () => {
         progress: 'none',
         workerId: 'worker-b',
       });
-      const until = Date.now() + 30_000;
+      const until = Date.now() + 60_000;
+      let retook = false;
       while (Date.now() < until) {
         const rows = await chunkRows(e);
         const mine = frozen.map((f) =>
@@ -110,9 +137,14 @@ describe('a frozen worker', () => {
               r.source_shard === f.source_shard && r.table_name === f.table_name && r.chunk_id === f.chunk_id,
           ),
         );
-        if (mine.every((r) => r && r.worker_id === 'worker-b')) break;
+        if (mine.every((r) => r && r.worker_id === 'worker-b')) {
+          retook = true;
+          break;
+        }
         await new Promise((r) => setTimeout(r, 20));
       }
+      // B took them while A was still alive (frozen, holding its identity lock): by the lease.
+      expect(retook, "B retook A's chunks before A died").toBe(true);
       a.child.kill('SIGKILL');
       a.child.kill('SIGCONT');
       const s = await b;
