@@ -33,10 +33,12 @@ beforeAll(async () => {
 afterAll(async () => e?.drop());
 
 it('copy refused while opening its writers exits at once, leaving no connection behind', async () => {
-  const t0 = Date.now();
   const res = await reshard(jobArgs(e, 'copy', '--execute', '--json'));
   expect(res.code, res.stderr).toBe(3);
   expect(res.stdout + res.stderr).toContain('E_META_OTHER_JOB');
+  // The leak, told by bin/reshard itself: a handle still open 5 s (its grace) after the command
+  // returned makes it print this and exit. (A wall-clock limit on the whole run, under 4.5 s,
+  // stood for the same thing and also timed the start and the preflight: too slow on a loaded
+  // machine, with nothing leaked.)
   expect(res.stderr).not.toContain('still running');
-  expect(Date.now() - t0).toBeLessThan(4_500);
 });
