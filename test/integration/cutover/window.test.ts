@@ -63,7 +63,29 @@ async function readsFirst(e: Estate): Promise<void> {
   try {
     tail = await startTail({ ctx, metaDb: e.metaDb, statusIntervalMs: 300 });
     await tail.waitCaughtUp({ timeoutMs: 60_000 });
-    await new Promise((r) => setTimeout(r, 700)); // a fresh status row with lag 0
+    // The cutover reads the lag from the tailer's status rows: wait for a row written after it
+    // caught up, for every source — each row's updated_at moves on from what it was now (every
+    // 300 ms on a machine that keeps up). It used to sleep 700 ms and assume one had been written.
+    const sources = tail.status().sources.map((s) => s.source);
+    const statusRows = async () => {
+      const [rows] = await ctx.control.conn.query<RowDataPacket[]>(
+        "SELECT shard, CAST(updated_at AS CHAR) AS at FROM reshard_tail_status WHERE job_id = ? AND direction = 'forward'",
+        [ctx.job.id],
+      );
+      return new Map(rows.map((r) => [String(r.shard), String(r.at)]));
+    };
+    const caughtUp = await statusRows();
+    const until = Date.now() + 60_000;
+    for (;;) {
+      const now = await statusRows();
+      const stale = sources.filter((s) => !now.has(s) || now.get(s) === caughtUp.get(s));
+      if (stale.length === 0) break;
+      expect(
+        Date.now(),
+        `no status row written since the tailer caught up: ${stale.join(', ')}`,
+      ).toBeLessThan(until);
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const r = await runCutover({
       planPath: e.planPath,
       control: e.controlDsn,
