@@ -477,9 +477,12 @@ export async function runCutover(options: CutoverOptions): Promise<CutoverResult
       // Reads go to the new shards while writes stay: a running tailer must keep them fresh.
       const lag = await drainer.reportedLag();
       const missing = drainer.sources.filter((s) => !external.includes(s));
+      // A tailer that holds its lock but has reported no lag yet (it is starting, or its status
+      // write failed) could be any distance behind: not ready, rather than passed unchecked.
+      const unknown = external.filter((s) => !lag.has(s));
       const slow = [...lag].filter(([s, l]) => external.includes(s) && l * 1000 > opts.maxLagMs);
       checks.push(
-        missing.length === 0 && slow.length === 0
+        missing.length === 0 && unknown.length === 0 && slow.length === 0
           ? {
               name: 'tail lag',
               ok: true,
@@ -490,7 +493,9 @@ export async function runCutover(options: CutoverOptions): Promise<CutoverResult
               ok: false,
               detail: missing.length
                 ? `no reshard tail is running for ${missing.join(', ')}`
-                : `lag over ${opts.maxLagMs} ms on ${slow.map(([s, l]) => `${s} (${l.toFixed(1)} s)`).join(', ')}`,
+                : unknown.length
+                  ? `the reshard tail of ${unknown.join(', ')} has not reported its lag yet`
+                  : `lag over ${opts.maxLagMs} ms on ${slow.map(([s, l]) => `${s} (${l.toFixed(1)} s)`).join(', ')}`,
               hint: 'reads-first needs `reshard tail` running (it keeps the new shards fresh while writes stay on the old ones)',
             },
       );

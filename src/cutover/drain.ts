@@ -30,6 +30,12 @@ import type { Plan } from '../plan/types.js';
 import { type ControlConnection, openControl } from '../state/control.js';
 import type { Shard, Topology } from '../topology/types.js';
 
+/**
+ * A tail status row older than this (s) is a stuck tailer's: `reshard tail` rewrites it every 2 s
+ * (statusIntervalMs), idle or not.
+ */
+const STALE_STATUS_S = 10;
+
 export interface Pair {
   /** Shard whose binlog is streamed (old shard forward, new shard reverse). */
   source: string;
@@ -316,14 +322,30 @@ export class Drainer {
   async reportedLag(): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     for (const s of this.handle?.status().sources ?? []) out.set(s.source, s.lagSeconds);
-    const ext = this.sources.filter((s) => this.mode.get(s) === 'external');
+    // The sources a tailer of another process streams. Before start() (a reads-first check, a
+    // dry run) no mode is set yet: ask the locks. (Only modes were read before: a reads-first
+    // check, which never calls start(), got no lag at all and passed whatever the lag was.)
+    const ext: string[] = [];
+    for (const s of this.sources) {
+      const mode = this.mode.get(s);
+      if (mode === 'external' || (mode === undefined && (await this.externalTailer(s)))) ext.push(s);
+    }
     if (ext.length) {
+      // The row's age by the control server's clock, which wrote it.
       const [rows] = await this.opts.ctx.control.conn.query<RowDataPacket[]>(
-        `SELECT shard, lag_seconds FROM reshard_tail_status WHERE job_id = ? AND direction = ?`,
+        `SELECT shard, lag_seconds, TIMESTAMPDIFF(MICROSECOND, updated_at, NOW(6)) / 1000000 AS age
+           FROM reshard_tail_status WHERE job_id = ? AND direction = ?`,
         [this.opts.ctx.job.id, this.opts.direction],
       );
-      for (const r of rows)
-        if (ext.includes(String(r.shard))) out.set(String(r.shard), Number(r.lag_seconds));
+      for (const r of rows) {
+        if (!ext.includes(String(r.shard))) continue;
+        // A tailer rewrites its row every couple of seconds, idle or not. One that has not for
+        // longer is stuck (its lock still held), and its lag has grown by at least that much
+        // since: a reads-first switch must not trust the figure it last wrote.
+        const age = Number(r.age);
+        const lag = Number(r.lag_seconds);
+        out.set(String(r.shard), age > STALE_STATUS_S ? lag + age : lag);
+      }
     }
     return out;
   }
