@@ -96,6 +96,13 @@ describe('cutover and rollback under live load (2 → 3 on four own servers, one
       const stopAtFlip = stop;
       const loadAtFlip = load;
       const hs = flipHandshake(est.dir, async () => {
+        // The old shards are frozen now (A stays so): the load, still routing by the old
+        // topology, must meet a refusal (1290, asserted below) before it is stopped. Waiting for
+        // one here, rather than hoping one fell into the freeze, keeps that assertion from
+        // depending on how long the freeze lasted on a slow machine.
+        const until = Date.now() + 15_000;
+        while ((during.counts.get(1290) ?? 0) === 0 && Date.now() < until)
+          await new Promise((r) => setTimeout(r, 20));
         stopAtFlip.abort();
         await loadAtFlip;
       });
