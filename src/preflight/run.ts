@@ -139,10 +139,11 @@ async function checkGrants(conn: Connection, p: Probe, info: ServerInfo, metaDb:
   const target = p.roles.includes('target');
   // Why a shard must be written: rows are copied into a new shard; an old one receives what
   // reverse replication carries back after the cutover.
-  const writeReason =
-    p.side === 'from'
+  const tableReason = !target
+    ? 'needed to read rows'
+    : p.side === 'from'
       ? 'reverse replication writes into the old shards after cutover, so rollback loses nothing'
-      : '';
+      : 'needed to copy rows into the target';
   const globalNeeded = source ? ['REPLICATION SLAVE', 'REPLICATION CLIENT'] : [];
   const tableNeeded = target ? ['SELECT', 'INSERT', 'UPDATE', 'DELETE'] : ['SELECT'];
   const missingGlobal = globalNeeded.filter((priv) => !hasPrivilege(grants, priv, {}, ci));
@@ -178,9 +179,7 @@ async function checkGrants(conn: Connection, p: Probe, info: ServerInfo, metaDb:
       missingByTable.size === p.topology.tables.length &&
       [...missingByTable.values()].every((m) => m.length === union.length);
     const tables = [...missingByTable.entries()].map(([t, m]) => `${m.join(', ')} ON ${qt(db, t)}`);
-    parts.push(
-      `${tables.join('; ')} (needed to ${target ? writeReason || 'copy rows into the target' : 'read rows'})`,
-    );
+    parts.push(`${tables.join('; ')} (${tableReason})`);
     if (allSame) fixes.push(`GRANT ${union.join(', ')} ON ${q(db)}.* TO ${account};`);
     else
       for (const [t, m] of missingByTable) fixes.push(`GRANT ${m.join(', ')} ON ${qt(db, t)} TO ${account};`);
