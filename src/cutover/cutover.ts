@@ -475,7 +475,7 @@ export async function runCutover(options: CutoverOptions): Promise<CutoverResult
 
     if (opts.readsOnly) {
       // Reads go to the new shards while writes stay: a running tailer must keep them fresh.
-      const lag = await drainer.reportedLag();
+      const lag = await drainer.reportedLag(external);
       const missing = drainer.sources.filter((s) => !external.includes(s));
       // A tailer that holds its lock but has reported no lag yet (it is starting, or its status
       // write failed) could be any distance behind: not ready, rather than passed unchecked.

@@ -318,19 +318,18 @@ export class Drainer {
     return { ms, backlogBytes };
   }
 
-  /** Lag per source as the tailer reports it (in-process status, or a running tailer's status row). */
-  async reportedLag(): Promise<Map<string, number>> {
+  /**
+   * Lag per source as the tailer reports it (in-process status, or a running tailer's status row).
+   * `external`: the sources a tailer of another process streams; by default those start() found
+   * so. A reads-first check never calls start() and passes the ones whose locks it saw held
+   * (before, it got no lag at all for them and passed whatever the lag was).
+   */
+  async reportedLag(
+    external: readonly string[] = this.sources.filter((s) => this.mode.get(s) === 'external'),
+  ): Promise<Map<string, number>> {
     const out = new Map<string, number>();
     for (const s of this.handle?.status().sources ?? []) out.set(s.source, s.lagSeconds);
-    // The sources a tailer of another process streams. Before start() (a reads-first check, a
-    // dry run) no mode is set yet: ask the locks. (Only modes were read before: a reads-first
-    // check, which never calls start(), got no lag at all and passed whatever the lag was.)
-    const ext: string[] = [];
-    for (const s of this.sources) {
-      const mode = this.mode.get(s);
-      if (mode === 'external' || (mode === undefined && (await this.externalTailer(s)))) ext.push(s);
-    }
-    if (ext.length) {
+    if (external.length) {
       // The row's age by the control server's clock, which wrote it.
       const [rows] = await this.opts.ctx.control.conn.query<RowDataPacket[]>(
         `SELECT shard, lag_seconds, TIMESTAMPDIFF(MICROSECOND, updated_at, NOW(6)) / 1000000 AS age
@@ -338,7 +337,7 @@ export class Drainer {
         [this.opts.ctx.job.id, this.opts.direction],
       );
       for (const r of rows) {
-        if (!ext.includes(String(r.shard))) continue;
+        if (!external.includes(String(r.shard))) continue;
         // A tailer rewrites its row every couple of seconds, idle or not. One that has not for
         // longer is stuck (its lock still held), and its lag has grown by at least that much
         // since: a reads-first switch must not trust the figure it last wrote.

@@ -46,6 +46,7 @@
  */
 import type { Connection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import type { Value } from '../apply/values.js';
+import { withRetry } from '../db/retry.js';
 import { Statements } from '../db/statements.js';
 import { RetriesExhaustedError } from '../errors.js';
 import { hashHi, hashLo, xxh64HalvesOfBytes } from '../plan/hash.js';
@@ -792,16 +793,11 @@ export async function pruneChangesBefore(
   // A tailer's compaction folds downwards from the newest generation while this deletes upwards:
   // the two can deadlock (1213), and the server may pick either. Each statement is idempotent, so
   // the whole prune is simply run again.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await pruneOnce(conn, jobId, epoch);
-      return;
-    } catch (e) {
-      const errno = (e as { errno?: number }).errno;
-      if ((errno !== 1213 && errno !== 1205) || attempt >= 5) throw e;
-      await new Promise((r) => setTimeout(r, 20 * attempt));
-    }
-  }
+  await withRetry(() => pruneOnce(conn, jobId, epoch), {
+    label: 'dropping old change records',
+    attempts: 5,
+    baseMs: 20,
+  });
 }
 
 async function pruneOnce(
