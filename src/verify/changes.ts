@@ -341,21 +341,32 @@ export function encodePk(pk: readonly Value[]): Buffer {
   return textRowPayload(pk.map(canonicalBytes));
 }
 
-/** A stored primary key back as raw column values (the verifier's RawRow of its key columns). */
-export function decodePk(b: Uint8Array): RawRow {
+/**
+ * A stored primary key back as raw column values (the verifier's RawRow of its key columns): the
+ * key b[off, end). The values are views of `b`, not copies (one Buffer per column is most of a
+ * key's cost when an incremental run loads tens of thousands): `b` must not be written after.
+ */
+export function decodePk(b: Uint8Array, off = 0, end = b.length): RawRow {
   const buf = Buffer.isBuffer(b) ? b : Buffer.from(b.buffer, b.byteOffset, b.byteLength);
   const out: RawRow = [];
-  let off = 0;
-  while (off < buf.length) {
-    if (buf[off] === 0xfb) {
+  while (off < end) {
+    const h = buf[off]!;
+    if (h === 0xfb) {
       out.push(null);
       off += 1;
       continue;
     }
-    const [len, head] = readLenenc(buf, off);
-    off += head;
-    if (off + len > buf.length) throw new Error('truncated primary-key encoding');
-    out.push(Buffer.from(buf.subarray(off, off + len)));
+    let len: number;
+    if (h < 0xfb) {
+      len = h;
+      off += 1;
+    } else {
+      const [l, head] = readLenenc(buf, off);
+      len = l;
+      off += head;
+    }
+    if (off + len > end) throw new Error('truncated primary-key encoding');
+    out.push(buf.subarray(off, off + len));
     off += len;
   }
   return out;
@@ -414,14 +425,14 @@ function packKeys(keys: Iterable<Buffer>): { count: number; pks: Buffer }[] {
   return parts;
 }
 
-/** Call `each` with every key of a packed list (subarrays of `pks`). */
-function unpackKeys(pks: Buffer, each: (key: Buffer) => void): void {
+/** Call `each` with the range [off, end) of every key of a packed list. */
+function unpackKeys(pks: Buffer, each: (off: number, end: number) => void): void {
   let off = 0;
   while (off < pks.length) {
     const [len, head] = readLenenc(pks, off);
     off += head;
     if (off + len > pks.length) throw new Error('truncated list of recorded keys');
-    each(pks.subarray(off, off + len));
+    each(off, off + len);
     off += len;
   }
 }
@@ -909,9 +920,11 @@ export async function loadChangedKeys(
       const into = t;
       const here = placeSet(into, shard);
       const there = target === '' ? into.everywhere : placeSet(into, target);
-      unpackKeys(r[2]!, (pk) => {
-        const k = pk.toString('latin1');
-        if (!into.all.has(k)) into.all.set(k, decodePk(pk));
+      // r[2] is this statement's own buffer (nothing reuses it): the keys are views of it.
+      const pks = r[2]!;
+      unpackKeys(pks, (off, end) => {
+        const k = pks.toString('latin1', off, end);
+        if (!into.all.has(k)) into.all.set(k, decodePk(pks, off, end));
         here.add(k);
         there.add(k);
       });

@@ -49,6 +49,31 @@ describe('recorded primary keys', () => {
     }
   });
 
+  it('are read back exactly from inside a packed list (a range of a larger buffer), each on its own', () => {
+    // The loader decodes keys in place from the stored list: lenenc(length) · key, one after another.
+    const stored = keys.map((pk) => encodePk(pk));
+    const parts: Buffer[] = [];
+    const ranges: [number, number][] = [];
+    let off = 0;
+    for (const s of stored) {
+      const head =
+        s.length < 251
+          ? Buffer.from([s.length])
+          : Buffer.from([0xfd, s.length & 0xff, (s.length >>> 8) & 0xff, s.length >>> 16]);
+      parts.push(head, s);
+      ranges.push([off + head.length, off + head.length + s.length]);
+      off += head.length + s.length;
+    }
+    const packed = Buffer.concat(parts);
+    keys.forEach((pk, i) => {
+      const [from, to] = ranges[i]!;
+      expect(decodePk(packed, from, to)).toEqual(pk.map(canonicalBytes));
+    });
+    // A key cut short is refused, not read into its neighbour.
+    const [from, to] = ranges[ranges.length - 1]!;
+    expect(() => decodePk(packed, from, to - 1)).toThrow(/truncated/);
+  });
+
   it('number 5, text 5 and bigint 5 are one key', () => {
     expect(encodePk([5]).equals(encodePk(['5']))).toBe(true);
     expect(encodePk([5n]).equals(encodePk(['5']))).toBe(true);
