@@ -1,6 +1,7 @@
 /**
- * Bundles the compiled CLI (dist/cli.js, after tsc) into dist/bundle/cli.js, and verify's scan
- * worker beside it (dist/bundle/scan-worker.js).
+ * Bundles the compiled CLI (dist/cli.js, after tsc) into dist/bundle/cli.js, and the two worker
+ * threads beside it: verify's scan worker (dist/bundle/scan-worker.js) and the tailer's binlog
+ * reader (dist/bundle/source-worker.js).
  *
  * Why: a command used to load about 150 modules one by one, and on a slow 2-core machine that took
  * 0.3–0.4 s before the command did anything — a third of an incremental verify. One file parses
@@ -10,7 +11,8 @@
  *
  * Paths: the bundle sits two levels below the package root, as dist/state/migrate.js and
  * dist/demo/run.js do, so their `new URL('../../…', import.meta.url)` lookups hold in both forms;
- * scan-pool.ts starts `./scan-worker.js` next to itself, which here is the bundled worker.
+ * scan-pool.ts and source-thread.ts start `./scan-worker.js` and `./source-worker.js` next to themselves,
+ * which here are the bundled workers.
  * Whitespace and syntax are minified, names are not (stack traces stay readable): the bundle
  * goes from 3.6 to 2.3 MB and V8 parses it that much faster. zod is imported as a namespace
  * (`import * as z`) so esbuild keeps only the schema builders used, not zod's 40 locales
@@ -30,7 +32,11 @@ const external = ['@node-rs/xxhash', 'ink', 'react', 'react/*', '@vlasky/zongji'
 rmSync('dist/bundle', { recursive: true, force: true });
 
 await build({
-  entryPoints: { cli: 'dist/cli.js', 'scan-worker': 'dist/verify/scan-worker.js' },
+  entryPoints: {
+    cli: 'dist/cli.js',
+    'scan-worker': 'dist/verify/scan-worker.js',
+    'source-worker': 'dist/binlog/source-worker.js',
+  },
   outdir: 'dist/bundle',
   bundle: true,
   platform: 'node',

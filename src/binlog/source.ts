@@ -89,6 +89,16 @@ export interface ChangeSource {
   stop(): Promise<void>;
 }
 
+/** A change source that buffers ahead of its reader, and says how far (for lag). */
+export interface BufferedChangeSource extends ChangeSource {
+  /** Rows of finished transactions waiting to be read. */
+  readonly bufferedRows: number;
+  /** Local time of the last event or heartbeat. */
+  readonly lastMessage: number;
+  /** The oldest event waiting to be read, if any. */
+  oldestBuffered(): ChangeEvent | undefined;
+}
+
 export interface ZongjiSourceOptions {
   /** mysql2 options for the server (exact-value options are forced on top). */
   connection: ConnectionOptions;
@@ -126,8 +136,98 @@ export class StreamError extends Error {
 type GtidTracker = { kind: 'mariadb'; pos: MariadbGtidPosition } | { kind: 'mysql'; set: GtidSet };
 
 /** Buffer accounting: a transaction weighs its rows, anything else one. */
-function weight(e: ChangeEvent): number {
+export function weight(e: ChangeEvent): number {
   return e.kind === 'transaction' ? Math.max(1, e.changes.length) : 1;
+}
+
+/**
+ * Finished events waiting for `next()`: a FIFO with one waiting reader, weighed in rows
+ * (`weight`). Consecutive progress events merge into the newest (they only move the position).
+ * After `fail` the reader gets what is queued, then the error; after `close` only STOPPED.
+ */
+export class EventQueue {
+  private readonly queue: ChangeEvent[] = [];
+  private rows = 0;
+  private waiter: (() => void) | undefined;
+  private failure: Error | undefined;
+  private closed = false;
+
+  /** `taken`: an event of this weight left the queue (handed to the reader, or merged away). */
+  constructor(private readonly taken: (weight: number) => void = () => undefined) {}
+
+  get bufferedRows(): number {
+    return this.rows;
+  }
+
+  get failed(): Error | undefined {
+    return this.failure;
+  }
+
+  get isEmpty(): boolean {
+    return this.queue.length === 0;
+  }
+
+  oldest(): ChangeEvent | undefined {
+    return this.queue[0];
+  }
+
+  push(e: ChangeEvent): void {
+    const last = this.queue.at(-1);
+    if (e.kind === 'progress' && last?.kind === 'progress') {
+      // Consecutive progress only moves the position: keep the newest, count the events.
+      this.queue[this.queue.length - 1] = { ...e, events: e.events + last.events, heartbeat: e.heartbeat };
+      this.taken(weight(e));
+    } else {
+      this.queue.push(e);
+      this.rows += weight(e);
+    }
+    this.wake();
+  }
+
+  fail(e: Error): void {
+    if (this.failure || this.closed) return;
+    this.failure = e;
+    this.wake();
+  }
+
+  close(): void {
+    this.closed = true;
+    this.wake();
+  }
+
+  next(): Promise<ChangeEvent> {
+    return new Promise<ChangeEvent>((resolve, reject) => {
+      const take = () => {
+        if (this.closed) {
+          // A stopped stream yields nothing more: what is buffered is read again on restart.
+          reject(new StreamError('the stream was stopped', undefined, 'STOPPED'));
+          return true;
+        }
+        const e = this.queue.shift();
+        if (e) {
+          const w = weight(e);
+          this.rows -= w;
+          this.taken(w);
+          resolve(e);
+          return true;
+        }
+        if (this.failure) {
+          reject(this.failure);
+          return true;
+        }
+        return false;
+      };
+      if (take()) return;
+      this.waiter = () => {
+        if (take()) this.waiter = undefined;
+      };
+    });
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    if (w) w();
+  }
 }
 
 function is<N extends BinlogEventTypeName>(e: AnyBinlogEvent, name: N): e is BinlogEventByTypeName<N> {
@@ -186,13 +286,12 @@ function leadingKeyword(sql: string): string {
   return sql.replace(/^(\s+|\/\*[\s\S]*?\*\/|--[^\n]*\n|#[^\n]*\n)*/, '');
 }
 
-export class ZongjiSource implements ChangeSource {
+export class ZongjiSource implements BufferedChangeSource {
   private z: ZongJi | undefined;
-  private readonly queue: ChangeEvent[] = [];
-  private queuedRows = 0;
+  private readonly events = new EventQueue(() => {
+    if (this.paused && this.events.bufferedRows <= this.maxRows / 2) this.resume();
+  });
   private paused = false;
-  private failure: Error | undefined;
-  private waiter: (() => void) | undefined;
   private stopped = false;
   private onStopped: (() => void) | undefined;
   private lastMessageAt = Date.now();
@@ -218,7 +317,7 @@ export class ZongjiSource implements ChangeSource {
 
   /** Rows of finished transactions waiting to be read. */
   get bufferedRows(): number {
-    return this.queuedRows;
+    return this.events.bufferedRows;
   }
 
   /** Local time of the last event or heartbeat. */
@@ -228,7 +327,7 @@ export class ZongjiSource implements ChangeSource {
 
   /** Source timestamp of the oldest transaction waiting to be read (for lag), if any. */
   oldestBuffered(): ChangeEvent | undefined {
-    return this.queue[0];
+    return this.events.oldest();
   }
 
   async start(from: BinlogPosition): Promise<void> {
@@ -292,31 +391,7 @@ export class ZongjiSource implements ChangeSource {
   }
 
   next(): Promise<ChangeEvent> {
-    return new Promise<ChangeEvent>((resolve, reject) => {
-      const take = () => {
-        if (this.stopped) {
-          // A stopped stream yields nothing more: what is buffered is read again on restart.
-          reject(new StreamError('the stream was stopped', undefined, 'STOPPED'));
-          return true;
-        }
-        const e = this.queue.shift();
-        if (e) {
-          this.queuedRows -= weight(e);
-          if (this.paused && this.queuedRows <= this.maxRows / 2) this.resume();
-          resolve(e);
-          return true;
-        }
-        if (this.failure) {
-          reject(this.failure);
-          return true;
-        }
-        return false;
-      };
-      if (take()) return;
-      this.waiter = () => {
-        if (take()) this.waiter = undefined;
-      };
-    });
+    return this.events.next();
   }
 
   async stop(): Promise<void> {
@@ -325,7 +400,7 @@ export class ZongjiSource implements ChangeSource {
     this.onStopped?.();
     if (this.watchdog) clearInterval(this.watchdog);
     const z = this.z;
-    this.wake();
+    this.events.close();
     if (!z) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, 2000);
@@ -343,31 +418,18 @@ export class ZongjiSource implements ChangeSource {
   }
 
   private fail(e: unknown): void {
-    if (this.failure || this.stopped) return;
+    if (this.events.failed || this.stopped) return;
     const err = e as { message?: string; errno?: number; code?: string };
-    this.failure =
+    this.events.fail(
       e instanceof StreamError
         ? e
-        : new StreamError(err?.message ?? String(e), err?.errno, err?.code, { cause: e });
-    this.wake();
-  }
-
-  private wake(): void {
-    const w = this.waiter;
-    if (w) w();
+        : new StreamError(err?.message ?? String(e), err?.errno, err?.code, { cause: e }),
+    );
   }
 
   private push(e: ChangeEvent): void {
-    const last = this.queue.at(-1);
-    if (e.kind === 'progress' && last?.kind === 'progress') {
-      // Consecutive progress only moves the position: keep the newest, count the events.
-      this.queue[this.queue.length - 1] = { ...e, events: e.events + last.events, heartbeat: e.heartbeat };
-    } else {
-      this.queue.push(e);
-      this.queuedRows += weight(e);
-      if (!this.paused && this.queuedRows > this.maxRows) this.pause();
-    }
-    this.wake();
+    this.events.push(e);
+    if (!this.paused && this.events.bufferedRows > this.maxRows) this.pause();
   }
 
   private pause(): void {
@@ -501,7 +563,7 @@ export class ZongjiSource implements ChangeSource {
   }
 
   private onEvent(e: AnyBinlogEvent): void {
-    if (this.stopped || this.failure) return;
+    if (this.stopped || this.events.failed) return;
     this.lastMessageAt = Date.now();
     if (is(e, 'Rotate')) {
       this.file = e.binlogName;

@@ -68,12 +68,15 @@ import {
 } from './position.js';
 import { type Owners, type RoutedOp, routeChange, sameValue } from './route.js';
 import {
+  type BufferedChangeSource,
   type ChangeEvent,
   type SourceDdl,
   type SourceTransaction,
   StreamError,
   ZongjiSource,
+  type ZongjiSourceOptions,
 } from './source.js';
+import { ThreadedSource } from './source-thread.js';
 import {
   type Direction,
   type MirrorRow,
@@ -485,7 +488,7 @@ class Pipeline {
   private conn: Connection | undefined;
   private flavor: Flavor = 'mariadb';
   private clockOffsetMs = 0;
-  private source: ZongjiSource | undefined;
+  private source: BufferedChangeSource | undefined;
   private current: ChangeEvent | undefined;
   stopping = false;
   private loop: Promise<void> = Promise.resolve();
@@ -710,7 +713,7 @@ class Pipeline {
     let failingSince: number | undefined;
     while (!this.stopping) {
       const from = this.latest?.position ?? this.startPosition!;
-      const src = new ZongjiSource({
+      const sourceOptions: ZongjiSourceOptions = {
         connection: connectionOptions(this.shard.endpoint, this.label, false),
         flavor: this.flavor,
         serverId: t.serverIdFor(this.name),
@@ -719,7 +722,13 @@ class Pipeline {
         nonTransactional: [...this.nonTransactional],
         heartbeatMs: t.opts.heartbeatMs,
         maxBufferedRows: DEFAULTS.maxQueuedOps,
-      });
+      };
+      // The binlog is read and decoded on a thread of its own (source-thread.ts);
+      // RESHARD_TAIL_READER_THREAD=0 reads it on this one, as before (for comparison).
+      const src: BufferedChangeSource =
+        process.env.RESHARD_TAIL_READER_THREAD === '0'
+          ? new ZongjiSource(sourceOptions)
+          : new ThreadedSource(sourceOptions);
       this.source = src;
       let streamError: unknown;
       try {
