@@ -45,19 +45,29 @@ export type FromSourceWorker =
   | { type: 'failed'; error: SerializedStreamError; lastMessage: number }
   | { type: 'stopped' };
 
+/** What the tailer reads of a stream error (message, errno, code; mysql2's `fatal` for retrying). */
 export interface SerializedStreamError {
   message: string;
   errno?: number | undefined;
   code?: string | undefined;
+  fatal?: boolean | undefined;
 }
 
 export function serializeStreamError(e: unknown): SerializedStreamError {
-  const err = e as { message?: unknown; errno?: unknown; code?: unknown };
+  const err = e as { message?: unknown; errno?: unknown; code?: unknown; fatal?: unknown };
   return {
     message: typeof err?.message === 'string' ? err.message : String(e),
     ...(typeof err?.errno === 'number' ? { errno: err.errno } : {}),
     ...(typeof err?.code === 'string' ? { code: err.code } : {}),
+    ...(err?.fatal === true ? { fatal: true } : {}),
   };
+}
+
+/** The error on this side: a StreamError, with mysql2's `fatal` mark where the driver set it. */
+export function reviveStreamError(e: SerializedStreamError): StreamError {
+  const err = new StreamError(e.message, e.errno, e.code);
+  if (e.fatal) Object.assign(err, { fatal: true });
+  return err;
 }
 
 /** An image's Buffer values as exact-size Uint8Arrays (what survives a postMessage cheaply). */
@@ -137,7 +147,7 @@ export class ThreadedSource implements BufferedChangeSource {
           case 'alive':
             return;
           case 'failed': {
-            const err = new StreamError(m.error.message, m.error.errno, m.error.code);
+            const err = reviveStreamError(m.error);
             reject(err);
             this.fail(err);
             return;
