@@ -20,7 +20,8 @@
  * Uint8Array: the worker copies each Buffer value into one of its exact size before posting
  * (zongji's values are often views of a large packet), and this side makes them Buffers again.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { startWorkerBeside } from '../util/worker.js';
 import type { BinlogPosition } from './position.js';
 import {
   type BufferedChangeSource,
@@ -89,13 +90,9 @@ export function unpackImage(img: RawImage | undefined): void {
   }
 }
 
-/** Start the worker. From dist/ it is plain JavaScript; from the TypeScript sources (tests) tsx loads it. */
+/** Start the reader thread (source-worker.ts, beside this module). */
 function startWorker(opts: ZongjiSourceOptions): Worker {
-  if (!import.meta.url.endsWith('.ts'))
-    return new Worker(new URL('./source-worker.js', import.meta.url), { workerData: opts });
-  const entry = new URL('./source-worker.ts', import.meta.url).href;
-  const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
-  return new Worker(boot, { eval: true, workerData: opts });
+  return startWorkerBeside(import.meta.url, 'source-worker', opts);
 }
 
 /** How long stop() waits for the worker to close its stream before terminating it. */

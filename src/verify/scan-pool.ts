@@ -7,11 +7,12 @@
  * terminate the workers (also on error or abort). A task's result is plain data (scan-part.ts).
  */
 import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import pLimit from 'p-limit';
 import { ReshardError } from '../errors.js';
 import type { Plan } from '../plan/types.js';
 import type { Topology } from '../topology/types.js';
+import { startWorkerBeside } from '../util/worker.js';
 import type { Routing, ShardRole } from './routing.js';
 import { type ScanPart, type ScanPartData, scanPart, scanPartFromData, type TablePlan } from './scan-part.js';
 
@@ -117,16 +118,9 @@ export async function runScans(o: RunScansOptions): Promise<{ task: ScanTask; pa
   return runOnWorkers(o);
 }
 
-/**
- * Start a scan worker. From dist/ it is plain JavaScript; from the TypeScript sources (tests,
- * tsx) a small bootstrap registers tsx's loader in the worker first.
- */
+/** Start a scan worker (scan-worker.ts, beside this module). */
 function startWorker(init: WorkerInit): Worker {
-  if (!import.meta.url.endsWith('.ts'))
-    return new Worker(new URL('./scan-worker.js', import.meta.url), { workerData: init });
-  const entry = new URL('./scan-worker.ts', import.meta.url).href;
-  const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
-  return new Worker(boot, { eval: true, workerData: init });
+  return startWorkerBeside(import.meta.url, 'scan-worker', init);
 }
 
 async function runOnWorkers(o: RunScansOptions): Promise<{ task: ScanTask; part: ScanPart }[]> {
